@@ -1,0 +1,112 @@
+// The engine: an onnxruntime-node session over the trunk graph (built once per model), fed with
+// conditioning computed in TypeScript. Batched; any CCBN's post-ReLU activations on request;
+// per-channel edits after any CCBN without rebuilding anything.
+import * as ort from 'onnxruntime-node';
+import { architecture, type Architecture, type BigGANConfig } from './config.ts';
+import { conditioning, foldNorm, truncationStats, type Conditioning } from './conditioning.ts';
+import { actOutput, buildTrunk, ccbnInputs } from './graph.ts';
+import { extractWeights, type GeneratorWeights } from './weights.ts';
+import type { StateDict } from '../io/tensor.ts';
+
+/** Per-channel edit after CCBN i's ReLU: h·mul + add. Arrays hold C values (all samples) or n·C (per sample). */
+export interface ChannelEdit {
+  mul?: Float32Array;
+  add?: Float32Array;
+}
+
+export interface ForwardOptions {
+  truncation: number;
+  /** CCBN index → edit */
+  edits?: Map<number, ChannelEdit>;
+  /** CCBN indices whose post-ReLU activations to return */
+  fetch?: number[];
+}
+
+export interface ForwardResult {
+  /** [n, 3, R, R] in [-1, 1] */
+  images: Float32Array;
+  /** CCBN index → [n, C, h, w] */
+  activations: Map<number, Float32Array>;
+}
+
+export interface GeneratorOptions {
+  /** intra-op threads for onnxruntime (default: all cores) */
+  threads?: number;
+}
+
+export function checkTruncation(t: number): void {
+  if (!(Number.isFinite(t) && t > 0 && t <= 1)) throw new Error(`truncation must be in (0, 1], got ${t}`);
+}
+
+export class Generator {
+  private constructor(
+    readonly arch: Architecture,
+    readonly weights: GeneratorWeights,
+    private readonly session: ort.InferenceSession,
+  ) {}
+
+  static async create(config: BigGANConfig, sd: StateDict, opts: GeneratorOptions = {}): Promise<Generator> {
+    const arch = architecture(config);
+    const weights = extractWeights(arch, sd);
+    const graph = buildTrunk(arch, weights);
+    const session = await ort.InferenceSession.create(graph, {
+      intraOpNumThreads: opts.threads ?? 0,
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    });
+    return new Generator(arch, weights, session);
+  }
+
+  get config(): BigGANConfig {
+    return this.arch.config;
+  }
+
+  /** γ and β of every CCBN for n samples: z [n, z_dim], y [n, num_classes] (one-hot or soft). */
+  conditioning(z: Float32Array, y: Float32Array, n: number): Conditioning {
+    return conditioning(this.arch, this.weights, z, y, n);
+  }
+
+  /** Run the trunk for one batch of conditioning. */
+  async forward(c: Conditioning, opts: ForwardOptions): Promise<ForwardResult> {
+    checkTruncation(opts.truncation);
+    const { n } = c;
+    const feeds: Record<string, ort.Tensor> = { cond: new ort.Tensor('float32', c.cond, [n, this.arch.condDim]) };
+    const { eps, n_stats } = this.arch.config;
+    for (const spec of this.arch.ccbns) {
+      const i = spec.index;
+      const C = spec.channels;
+      const bn = this.weights.blocks[spec.block].bn[spec.j];
+      const { mean, variance } = truncationStats(bn.means, bn.vars, n_stats, opts.truncation);
+      const { scale, shift } = foldNorm(c.gamma[i], c.beta[i], mean, variance, eps);
+      const names = ccbnInputs(i);
+      feeds[names.scale] = new ort.Tensor('float32', scale, [n, C, 1, 1]);
+      feeds[names.shift] = new ort.Tensor('float32', shift, [n, C, 1, 1]);
+      const edit = opts.edits?.get(i);
+      feeds[names.mul] = editTensor(edit?.mul, 1, n, C, `edit of ${spec.name} (mul)`);
+      feeds[names.add] = editTensor(edit?.add, 0, n, C, `edit of ${spec.name} (add)`);
+    }
+    const fb = this.weights.finalBn;
+    const C = this.arch.outChannels;
+    const { mean, variance } = truncationStats(fb.means, fb.vars, n_stats, opts.truncation);
+    const { scale, shift } = foldNorm(fb.weight, fb.bias, mean, variance, eps);
+    feeds['final.scale'] = new ort.Tensor('float32', scale, [1, C, 1, 1]);
+    feeds['final.shift'] = new ort.Tensor('float32', shift, [1, C, 1, 1]);
+
+    const fetch = opts.fetch ?? [];
+    const out = await this.session.run(feeds, ['image', ...fetch.map(actOutput)]);
+    const activations = new Map<number, Float32Array>();
+    for (const i of fetch) activations.set(i, out[actOutput(i)].data as Float32Array);
+    return { images: out.image.data as Float32Array, activations };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function editTensor(values: Float32Array | undefined, neutral: number, n: number, C: number, what: string): ort.Tensor {
+  if (!values) return new ort.Tensor('float32', new Float32Array(C).fill(neutral), [1, C, 1, 1]);
+  if (values.length === C) return new ort.Tensor('float32', values, [1, C, 1, 1]);
+  if (values.length === n * C) return new ort.Tensor('float32', values, [n, C, 1, 1]);
+  throw new Error(`${what}: expected ${C} or ${n}×${C} values, got ${values.length}`);
+}
