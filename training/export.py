@@ -105,6 +105,7 @@ def main():
     ap.add_argument('--out', default='models/fmnist')
     ap.add_argument('--reference', default='test/fixtures/fmnist')
     ap.add_argument('--stat-batches', type=int, default=2)
+    ap.add_argument('--stat-per-class', type=int, default=50)
     ap.add_argument('--threads', type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -116,7 +117,7 @@ def main():
     print(f"exporting step {ck.get('step')} (training agreement {ck.get('agreement')})", flush=True)
     refine_spectral_norm(model)
     model.eval()
-    standing_stats(model, batches=args.stat_batches)
+    standing_stats(model, batches=args.stat_batches, per_class=args.stat_per_class)
     os.makedirs(args.out, exist_ok=True)
     write_safetensors(os.path.join(args.out, 'model.safetensors'), model.state_dict())
     with open(os.path.join(args.out, 'config.json'), 'w') as f:

@@ -1,11 +1,13 @@
 // `cawa`: one sub-command per file; each file exports `register(program)`.
 import { Command } from 'commander';
 import { register as registerDownload } from './download.ts';
+import { register as registerGenerate } from './generate.ts';
 
 const program = new Command('cawa')
   .description('Channel awareness for class-conditional GANs (BigGAN-deep)')
   .showHelpAfterError();
 
+registerGenerate(program);
 registerDownload(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
