@@ -1,6 +1,5 @@
 // `cawa`: one sub-command per file; each file exports `register(program)`.
 import { Command } from 'commander';
-import { register as registerDownload } from './download.ts';
 import { register as registerGenerate } from './generate.ts';
 
 const program = new Command('cawa')
@@ -8,7 +7,6 @@ const program = new Command('cawa')
   .showHelpAfterError();
 
 registerGenerate(program);
-registerDownload(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const msg = err instanceof Error ? err.message : String(err);
