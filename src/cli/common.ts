@@ -57,3 +57,53 @@ export function progress(total: number, label: string) {
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/** 1536 → "1.50 KiB": binary units, which is also what the reference port's README means by "MB". */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  for (; v >= 1024 && i < units.length - 1; i++) v /= 1024;
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+}
+
+/**
+ * A byte-count bar on stderr for one transfer: size, speed and time left. `CAWA_NO_PROGRESS=1` turns it off;
+ * off a terminal it prints a plain line now and then, so CI logs still show progress.
+ */
+export function byteProgress(label: string) {
+  if (process.env.CAWA_NO_PROGRESS && process.env.CAWA_NO_PROGRESS !== '0') return { update: (_r: number, _t?: number) => {}, stop: () => {} };
+  let bar: SingleBar | undefined;
+  let started = 0;
+  let base = 0;
+  const speed = (received: number): string => {
+    const s = (Date.now() - started) / 1000;
+    return s > 0.2 ? `${formatBytes((received - base) / s)}/s` : '…';
+  };
+  return {
+    /** `received` counts bytes already on disk from an earlier run, so the bar starts where it left off */
+    update(received: number, total?: number) {
+      if (!bar) {
+        started = Date.now();
+        base = received;
+        bar = new SingleBar({
+          format: total
+            ? `${label} [{bar}] {percentage}% | {got} / {size} | {speed} | ETA {eta_formatted}`
+            : `${label} {got} | {speed} | {duration_formatted}`,
+          stream: process.stderr,
+          noTTYOutput: true,
+          notTTYSchedule: 5000,
+          hideCursor: true,
+          etaBuffer: 50,
+        });
+        bar.start(total || 1, received, { got: formatBytes(received), size: total ? formatBytes(total) : '?', speed: '…' });
+        return;
+      }
+      bar.update(received, { got: formatBytes(received), speed: speed(received) });
+    },
+    stop() {
+      bar?.stop();
+      bar = undefined;
+    },
+  };
+}

@@ -1,12 +1,24 @@
 // `cawa`: one sub-command per file; each file exports `register(program)`.
 import { Command } from 'commander';
+import { register as registerDownload } from './download.ts';
 import { register as registerGenerate } from './generate.ts';
+import { register as registerAwareness } from './awareness.ts';
+import { register as registerChannels } from './channels.ts';
+import { register as registerSimilar } from './similar.ts';
+import { register as registerReport } from './report.ts';
+import { register as registerModels } from './models.ts';
 
 const program = new Command('cawa')
   .description('Channel awareness for class-conditional GANs (BigGAN-deep)')
   .showHelpAfterError();
 
 registerGenerate(program);
+registerAwareness(program);
+registerChannels(program);
+registerSimilar(program);
+registerReport(program);
+registerDownload(program);
+registerModels(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const msg = err instanceof Error ? err.message : String(err);

@@ -1,27 +1,31 @@
 // Downloads that lose nothing. Each file streams into `<file>.part` while its SHA-256 is computed, is
 // fsync'ed, checked (size, and digest where one is published) and only then renamed into place. A dropped
 // connection keeps the `.part` and resumes with an HTTP Range request; a lock file per model makes a second
-// concurrent download wait for the first and reuse its result instead of writing the same files.
-import { createHash, type Hash } from 'node:crypto';
+// concurrent download wait for the first and reuse its result instead of writing the same files. A model is
+// assembled in a staging folder and renamed into the cache only when every file is verified.
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import {
   type FileRecord,
   type Manifest,
+  type VerifyResult,
+  MANIFEST_FILE,
   entryPath,
   lockPath,
-  modelsDir,
   readManifest,
   sha256File,
+  stagingPath,
+  stagingRoot,
+  trashRoot,
   verifyEntry,
   writeManifest,
 } from './cache.ts';
-import { type ModelSource, type RemoteFile, type ResolveOptions, resolveSources } from './registry.ts';
+import { type ModelSource, type RemoteFile, type ResolveOptions, assertEntryName, resolveSources } from './registry.ts';
 
 // ---------------------------------------------------------------------------------------------- errors
 
@@ -42,12 +46,12 @@ export class DownloadError extends Error {
 export class HttpStatusError extends DownloadError {
   constructor(readonly status: number, statusText: string, readonly url: string) {
     // 429 and 5xx are usually transient on CDNs; 4xx otherwise means the address is wrong.
-    super(`server answered ${status} ${statusText} for ${url}`, 'http', status === 429 || status >= 500);
+    super(`server answered ${status}${statusText ? ` ${statusText}` : ''} for ${url}`, 'http', status === 429 || status >= 500);
     this.name = 'HttpStatusError';
   }
 }
 
-const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN']);
+const OFFLINE_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH', 'ENETDOWN', 'EADDRNOTAVAIL']);
 const DROPPED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 /** Map low-level socket errors to the two cases a user can act on: offline, or a dropped connection. */
@@ -56,7 +60,8 @@ function classify(err: unknown, url: string): DownloadError {
   const e = err as NodeJS.ErrnoException;
   const host = new URL(url).host;
   if (e?.code && OFFLINE_CODES.has(e.code)) {
-    return new DownloadError(`cannot reach ${host}: are you offline? (${e.code})`, 'offline');
+    const what = e.code === 'ECONNREFUSED' ? 'connection refused' : e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' ? 'name lookup failed' : 'network unreachable';
+    return new DownloadError(`cannot reach ${host} (${what}, ${e.code}): are you offline? Check the network or the address`, 'offline');
   }
   if ((e?.code && DROPPED_CODES.has(e.code)) || /aborted|socket hang up|premature close/i.test(e?.message ?? '')) {
     return new DownloadError(`connection to ${host} was closed (${e.code ?? e.message})`, 'interrupted', true);
@@ -90,9 +95,14 @@ export interface FetchOptions {
   onRetry?: (info: { url: string; attempt: number; delayMs: number; error: DownloadError }) => void;
 }
 
-export interface FetchResult extends FileRecord {
+export interface FetchResult {
   path: string;
-  /** bytes reused from a `.part` left by an earlier run */
+  url: string;
+  size: number;
+  sha256: string;
+  /** the digest was checked against a published one (ours, or the Hub's Git-LFS SHA-256) */
+  pinned: boolean;
+  /** bytes reused from a `.part` left by an earlier attempt or run */
   resumedFrom: number;
   attempts: number;
 }
@@ -110,16 +120,26 @@ export async function fetchToFile(url: string, dest: string, opts: FetchOptions 
   const retries = opts.retries ?? 4;
   const part = `${dest}.part`;
   let firstOffset: number | undefined;
+  let restartedAfterBadResume = false;
   for (let attempt = 1; ; attempt++) {
+    let got: Attempt | undefined;
     try {
-      const got = await attemptOnce(url, part, opts);
+      got = await attemptOnce(url, part, opts);
       firstOffset ??= got.resumedFrom;
-      await finish(part, dest, got, opts);
-      return { path: dest, size: got.size, sha256: got.sha256, url, resumedFrom: firstOffset, attempts: attempt };
+      await finish(part, dest, got);
+      return { path: dest, url, size: got.size, sha256: got.sha256, pinned: !!got.expectedSha256, resumedFrom: firstOffset, attempts: attempt };
     } catch (err) {
       const error = classify(err, url);
       firstOffset ??= 0;
-      if (!error.retryable || attempt > retries) throw finalError(error, part, attempt);
+      // Bytes spliced from an earlier run are the one suspect a full fetch can clear: try once from zero.
+      if ((error.kind === 'checksum' || error.kind === 'size') && got && got.resumedFrom > 0 && !restartedAfterBadResume) {
+        restartedAfterBadResume = true;
+        firstOffset = 0;
+        continue;
+      }
+      // A wrong address or a different file upstream: the `.part` can never be completed.
+      if ((error.kind === 'http' && !error.retryable) || error.kind === 'size' || error.kind === 'checksum') await discardPart(part);
+      if (!error.retryable || attempt > retries) throw await finalError(error, part, attempt);
       const delayMs = Math.min((opts.backoffMs ?? 500) * 2 ** (attempt - 1), 8000);
       opts.onRetry?.({ url, attempt, delayMs, error });
       await sleep(delayMs);
@@ -130,35 +150,44 @@ export async function fetchToFile(url: string, dest: string, opts: FetchOptions 
 async function finalError(error: DownloadError, part: string, attempts: number): Promise<DownloadError> {
   if (error.kind !== 'interrupted') return error;
   const kept = (await fileSize(part)) ?? 0;
-  const msg = `${error.message} after ${attempts} attempts; ${kept} bytes kept in ${part}, run the command again to resume`;
-  return new DownloadError(msg, 'interrupted', true);
+  const tries = attempts > 1 ? ` after ${attempts} attempts` : '';
+  return new DownloadError(`${error.message}${tries}; ${kept} bytes are kept, run the command again to resume`, 'interrupted', true);
 }
 
 interface Attempt {
   size: number;
   sha256: string;
   resumedFrom: number;
+  expectedSha256?: string;
+  expectedSize?: number;
 }
 
 async function attemptOnce(url: string, part: string, opts: FetchOptions): Promise<Attempt> {
   const meta = await readPartMeta(part, url);
   let offset = meta ? ((await fileSize(part)) ?? 0) : 0;
   if (!meta) await discardPart(part);
-  const res = await request(url, rangeHeaders(offset, meta), opts.idleTimeoutMs ?? 30_000);
-  const plan = await planFromResponse(res, url, offset, meta);
-  if (plan.restart) {
-    offset = 0;
-    await discardPart(part);
+  const { res, linked } = await request(url, rangeHeaders(offset, meta), opts.idleTimeoutMs ?? 30_000);
+  try {
+    const expectedSha256 = opts.expectedSha256?.toLowerCase() ?? linked.sha256;
+    const expectedSize = opts.expectedSize ?? linked.size;
+    const plan = await planFromResponse(res, url, offset, meta, part);
+    if (plan.restart) {
+      offset = 0;
+      await discardPart(part);
+    }
+    checkAnnouncedSize(plan.total, expectedSize, url);
+    await writePartMeta(part, { url, etag: header(res, 'etag'), lastModified: header(res, 'last-modified'), total: plan.total });
+    const hash = await hashPrefix(part, offset);
+    const done = (size: number): Attempt => ({ size, sha256: hash.digest('hex'), resumedFrom: offset, expectedSha256, expectedSize });
+    if (plan.alreadyComplete) return done(offset);
+    const size = await appendBody(res, part, hash, { url, offset, total: plan.total, onProgress: opts.onProgress });
+    if (plan.total !== undefined && size < plan.total) {
+      throw new DownloadError(`connection to ${new URL(url).host} was closed at ${size} of ${plan.total} bytes`, 'interrupted', true);
+    }
+    return done(size);
+  } finally {
+    res.destroy(); // no-op after a full read; otherwise it frees the socket of an abandoned body
   }
-  checkAnnouncedSize(plan.total, opts.expectedSize, url);
-  await writePartMeta(part, { url, etag: header(res, 'etag'), lastModified: header(res, 'last-modified'), total: plan.total });
-  const hash = await hashPrefix(part, offset);
-  if (plan.alreadyComplete) return { size: offset, sha256: hash.digest('hex'), resumedFrom: offset };
-  const size = await appendBody(res, part, hash, { url, offset, total: plan.total, onProgress: opts.onProgress });
-  if (plan.total !== undefined && size < plan.total) {
-    throw new DownloadError(`connection to ${new URL(url).host} was closed at ${size} of ${plan.total} bytes`, 'interrupted', true);
-  }
-  return { size, sha256: hash.digest('hex'), resumedFrom: offset };
 }
 
 function rangeHeaders(offset: number, meta: PartMeta | undefined): Record<string, string> {
@@ -177,30 +206,30 @@ interface Plan {
 }
 
 /** Decide, from the status line, whether the body continues our `.part`, replaces it, or is not needed. */
-async function planFromResponse(res: http.IncomingMessage, url: string, offset: number, meta?: PartMeta): Promise<Plan> {
+async function planFromResponse(res: http.IncomingMessage, url: string, offset: number, meta: PartMeta | undefined, part: string): Promise<Plan> {
   const status = res.statusCode ?? 0;
   const length = numberHeader(res, 'content-length');
   if (status === 200) return { total: length, restart: offset > 0, alreadyComplete: false };
   if (status === 206) {
     const cr = parseContentRange(header(res, 'content-range'));
-    if (cr?.start === offset) return { total: cr.total ?? (length !== undefined ? offset + length : meta?.total), restart: false, alreadyComplete: false };
+    if (offset > 0 && cr?.start === offset) {
+      return { total: cr.total ?? (length !== undefined ? offset + length : meta?.total), restart: false, alreadyComplete: false };
+    }
+    // Not the bytes we asked for: asking again would get the same answer, so the next attempt starts at 0.
     res.destroy();
-    await sleep(0);
-    throw new DownloadError(`server sent an unexpected range (${header(res, 'content-range')}); starting over`, 'interrupted', true);
+    await discardPart(part);
+    throw new DownloadError(`server sent an unexpected range (${header(res, 'content-range') ?? 'none'}); starting over`, 'interrupted', true);
   }
   res.resume(); // the body of an error or 416 is of no use; drain it so the socket closes cleanly
-  if (status === 416) {
-    // Our `.part` already has every byte (e.g. a crash between the last write and the rename) or is bogus.
+  if (status === 416 && offset > 0) {
+    // Our `.part` already has every byte (a crash between the last write and the rename) or is bogus.
     const total = parseContentRange(header(res, 'content-range'))?.total ?? meta?.total;
     if (total !== undefined && total === offset) return { total, restart: false, alreadyComplete: true };
-    return { total: undefined, restart: true, alreadyComplete: false, ...(await restartAfter416()) };
+    await discardPart(part);
+    throw new DownloadError('server refused the resume range; starting over', 'interrupted', true);
   }
   if (status >= 400) throw new HttpStatusError(status, res.statusMessage ?? '', url);
   throw new DownloadError(`server answered ${status} ${res.statusMessage ?? ''} for ${url}, expected 200 or 206`, 'protocol');
-}
-
-async function restartAfter416(): Promise<never> {
-  throw new DownloadError('server refused the resume range; starting over', 'interrupted', true);
 }
 
 function checkAnnouncedSize(total: number | undefined, expected: number | undefined, url: string): void {
@@ -235,17 +264,15 @@ async function appendBody(
 }
 
 /** Check the finished `.part` and move it into place; a bad file is deleted so it can never be used. */
-async function finish(part: string, dest: string, got: Attempt, opts: FetchOptions): Promise<void> {
-  const problem =
-    opts.expectedSize !== undefined && got.size !== opts.expectedSize
-      ? `size ${got.size}, expected ${opts.expectedSize}`
-      : opts.expectedSha256 && got.sha256 !== opts.expectedSha256.toLowerCase()
-        ? `sha256 ${got.sha256}, expected ${opts.expectedSha256.toLowerCase()}`
-        : undefined;
+async function finish(part: string, dest: string, got: Attempt): Promise<void> {
+  const file = path.basename(dest);
+  let problem: { kind: 'size' | 'checksum'; text: string } | undefined;
+  if (got.expectedSize !== undefined && got.size !== got.expectedSize) problem = { kind: 'size', text: `${got.size} bytes, expected ${got.expectedSize}` };
+  else if (got.expectedSha256 && got.sha256 !== got.expectedSha256) problem = { kind: 'checksum', text: `sha256 ${got.sha256}, expected ${got.expectedSha256}` };
   if (problem) {
     await discardPart(part);
-    const kind = problem.startsWith('size') ? 'size' : 'checksum';
-    throw new DownloadError(`checksum mismatch for ${path.basename(dest)} (${problem}); the download was deleted`, kind);
+    const what = problem.kind === 'size' ? 'size mismatch' : 'checksum mismatch';
+    throw new DownloadError(`${what} for ${file} (${problem.text}); the download was deleted`, problem.kind);
   }
   await rename(part, dest);
   await rm(metaPath(part), { force: true });
@@ -254,16 +281,32 @@ async function finish(part: string, dest: string, got: Attempt, opts: FetchOptio
 // ------------------------------------------------------------------------------------------- HTTP
 
 const MAX_REDIRECTS = 5;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** What a redirect hop said about the file: the Hub answers LFS files with their SHA-256 and size. */
+interface Linked {
+  sha256?: string;
+  size?: number;
+}
 
 /** GET with redirects followed (the Hub redirects to its CDN); Range/If-Range survive the redirect. */
-async function request(url: string, headers: Record<string, string>, idleTimeoutMs: number): Promise<http.IncomingMessage> {
+async function request(url: string, headers: Record<string, string>, idleTimeoutMs: number): Promise<{ res: http.IncomingMessage; linked: Linked }> {
   let current = url;
+  const linked: Linked = {};
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     const res = await get(current, headers, idleTimeoutMs);
+    // `X-Linked-Etag` is the Git-LFS object id (its SHA-256) of the file behind a Hub redirect.
+    const etag = header(res, 'x-linked-etag')?.replace(/^W\//, '').replace(/"/g, '').toLowerCase();
+    if (etag && SHA256_HEX.test(etag)) linked.sha256 = etag;
+    linked.size ??= numberHeader(res, 'x-linked-size');
     const location = res.headers.location;
-    if (!location || ![301, 302, 303, 307, 308].includes(res.statusCode ?? 0)) return res;
+    if (!location || ![301, 302, 303, 307, 308].includes(res.statusCode ?? 0)) return { res, linked };
     res.resume();
-    current = new URL(location, current).href;
+    const next = new URL(location, current);
+    if (new URL(current).protocol === 'https:' && next.protocol !== 'https:') {
+      throw new DownloadError(`${current} redirects to ${next.href}: refusing to leave https`, 'protocol');
+    }
+    current = next.href;
   }
   throw new DownloadError(`too many redirects from ${url}`, 'protocol');
 }
@@ -274,9 +317,11 @@ function get(url: string, headers: Record<string, string>, idleTimeoutMs: number
   const client = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     // agent:false: one connection per request, so nothing lingers after the download (no keep-alive pool).
-    const req = client.get(u, { headers: { 'user-agent': 'channel-awareness', ...headers }, agent: false }, resolve);
+    // `timeout` is a socket timeout armed before the connect, so it covers a host that never answers
+    // as well as a body that stalls half-way.
+    const req = client.get(u, { headers: { 'user-agent': 'channel-awareness', ...headers }, agent: false, timeout: idleTimeoutMs }, resolve);
     req.on('error', (err) => reject(classify(err, url)));
-    req.setTimeout(idleTimeoutMs, () => {
+    req.on('timeout', () => {
       req.destroy(new DownloadError(`no data from ${u.host} for ${idleTimeoutMs / 1000} s`, 'interrupted', true));
     });
   });
@@ -292,7 +337,7 @@ function numberHeader(res: http.IncomingMessage, name: string): number | undefin
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
 }
 
-// `bytes 100-199/200` → {start:100, total:200}; `bytes */200` (unknown range) → {total:200}.
+// `bytes 100-199/200` → {start:100, total:200}; `bytes */200` (unsatisfiable range) → {total:200}.
 export function parseContentRange(v: string | undefined): { start?: number; total?: number } | undefined {
   const m = v?.match(/^bytes\s+(?:(\d+)-\d+|\*)\/(\d+|\*)$/i);
   if (!m) return undefined;
@@ -327,7 +372,7 @@ async function discardPart(part: string): Promise<void> {
 /** A hash primed with the first `length` bytes already on disk, so a resumed file is still fully checked. */
 async function hashPrefix(part: string, length: number): Promise<Hash> {
   const hash = createHash('sha256');
-  if (length > 0) await pipeline(createReadStream(part, { start: 0, end: length - 1 }), hash, { end: false });
+  if (length > 0) for await (const chunk of createReadStream(part, { start: 0, end: length - 1 })) hash.update(chunk as Buffer);
   return hash;
 }
 
@@ -356,6 +401,7 @@ export interface LockOptions {
 interface LockInfo {
   pid: number;
   host: string;
+  token: string;
   startedAt: string;
 }
 
@@ -365,32 +411,31 @@ interface LockInfo {
  */
 export async function withLock<T>(file: string, fn: (waited: boolean) => Promise<T>, opts: LockOptions = {}): Promise<T> {
   const staleMs = opts.staleMs ?? 60_000;
-  const waited = await acquire(file, opts.pollMs ?? 250, staleMs, opts.onWait);
+  const token = randomUUID();
+  const waited = await acquire(file, token, opts.pollMs ?? 250, staleMs, opts.onWait);
   const beat = setInterval(() => void utimes(file, new Date(), new Date()).catch(() => undefined), staleMs / 4);
   beat.unref();
   try {
     return await fn(waited);
   } finally {
     clearInterval(beat);
-    await unlink(file).catch(() => undefined);
+    await release(file, token);
   }
 }
 
-async function acquire(file: string, pollMs: number, staleMs: number, onWait?: () => void): Promise<boolean> {
+async function acquire(file: string, token: string, pollMs: number, staleMs: number, onWait?: () => void): Promise<boolean> {
   let waited = false;
   for (;;) {
+    const info: LockInfo = { pid: process.pid, host: os.hostname(), token, startedAt: new Date().toISOString() };
     try {
-      const fh = await open(file, 'wx');
-      const info: LockInfo = { pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString() };
-      await fh.writeFile(JSON.stringify(info));
-      await fh.close();
+      await writeFile(file, JSON.stringify(info), { flag: 'wx' });
       return waited;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    if (await isStale(file, staleMs)) {
-      // A crashed holder. Two waiters may both remove it; O_EXCL above still lets only one of them in.
-      await unlink(file).catch(() => undefined);
+    const stale = await staleLock(file, staleMs);
+    if (stale !== undefined) {
+      await breakLock(file, stale, token);
       continue;
     }
     if (!waited) onWait?.();
@@ -399,14 +444,40 @@ async function acquire(file: string, pollMs: number, staleMs: number, onWait?: (
   }
 }
 
-async function isStale(file: string, staleMs: number): Promise<boolean> {
+/** The lock's text if it is stale (holder dead, or not touched for `staleMs`), else undefined. */
+async function staleLock(file: string, staleMs: number): Promise<string | undefined> {
   try {
     const [st, text] = await Promise.all([stat(file), readFile(file, 'utf8')]);
-    if (Date.now() - st.mtimeMs > staleMs) return true;
+    if (Date.now() - st.mtimeMs > staleMs) return text;
     const info = JSON.parse(text) as LockInfo;
-    return info.host === os.hostname() && !processAlive(info.pid);
+    return info.host === os.hostname() && !processAlive(info.pid) ? text : undefined;
   } catch {
-    return false; // just released, or being written right now: look again later
+    return undefined; // just released, or being written right now: look again later
+  }
+}
+
+/**
+ * Move the stale lock aside rather than unlink it: if another waiter replaced it in the meantime, what we
+ * moved is a live lock, and we put it back.
+ */
+async function breakLock(file: string, staleText: string, token: string): Promise<void> {
+  const aside = `${file}.stale-${token}`;
+  try {
+    await rename(file, aside);
+  } catch {
+    return; // someone else broke or released it
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => '');
+  if (moved !== staleText) await link(aside, file).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+}
+
+async function release(file: string, token: string): Promise<void> {
+  try {
+    const info = JSON.parse(await readFile(file, 'utf8')) as LockInfo;
+    if (info.token === token) await unlink(file); // never remove a lock someone took after ours was broken
+  } catch {
+    // already gone
   }
 }
 
@@ -422,9 +493,10 @@ function processAlive(pid: number): boolean {
 // ---------------------------------------------------------------------------------------- one model
 
 export type DownloadEvent =
-  | { type: 'reused'; name: string; path: string }
   | { type: 'waiting'; name: string; lock: string }
-  | { type: 'fallback'; name: string; error: string }
+  | { type: 'reused'; name: string; path: string; rehashed: boolean }
+  | { type: 'damaged'; name: string; path: string; problems: string[] }
+  | { type: 'fallback'; name: string; error: string; from: ModelSource; next: ModelSource }
   | { type: 'file'; name: string; file: string; url: string }
   | { type: 'kept'; name: string; file: string }
   | { type: 'retry'; name: string; url: string; attempt: number; delayMs: number; error: string };
@@ -441,71 +513,131 @@ export interface DownloadModelResult {
   path: string;
   /** the entry was already complete and verified; nothing was fetched */
   reused: boolean;
+  /** the source the files came from (absent when reused) */
   source?: ModelSource;
   manifest: Manifest;
 }
 
 /** Download a model (known name, URL or Hub owner/repo) into the cache, or reuse a verified entry. */
 export async function downloadModel(spec: string, opts: DownloadModelOptions = {}): Promise<DownloadModelResult> {
-  const sources = resolveSources(spec, opts);
+  const sources = resolveOrRecalled(spec, opts);
   const name = sources[0].name;
-  await mkdir(modelsDir(), { recursive: true });
+  await mkdir(stagingRoot(), { recursive: true });
   const onWait = (): void => opts.onEvent?.({ type: 'waiting', name, lock: lockPath(name) });
   return withLock(lockPath(name), async (waited) => {
+    await clearTrash(name);
+    let bad: string[] = [];
     if (!opts.force) {
-      // Someone else just wrote it (we waited): sizes suffice. Otherwise rehash, so corruption is caught.
+      // Someone else just wrote it (we waited): the cheap check suffices. Otherwise hash, so corruption is caught.
       const check = await verifyEntry(name, { deep: !waited });
       if (check.ok) {
-        opts.onEvent?.({ type: 'reused', name, path: check.path });
+        if (check.rehashed.length) await refreshMtimes(check);
+        opts.onEvent?.({ type: 'reused', name, path: check.path, rehashed: check.rehashed.length > 0 });
         return { name, path: check.path, reused: true, manifest: readManifest(check.path)! };
       }
+      if (check.status === 'damaged' || check.status === 'incomplete') {
+        opts.onEvent?.({ type: 'damaged', name, path: check.path, problems: check.problems });
+        await invalidate(check);
+        bad = check.bad;
+      }
     }
-    return fetchFromSources(sources, opts);
+    return fetchFromSources(sources, bad, opts);
   }, { ...opts.lock, onWait });
 }
 
-/** Try each source in turn; only "not there" answers (403/404/410) move on to the next one. */
-async function fetchFromSources(sources: ModelSource[], opts: DownloadModelOptions): Promise<DownloadModelResult> {
-  for (let i = 0; ; i++) {
+/**
+ * Sources for a spec; a name that is neither known nor an address may be an entry made earlier with
+ * `--name`, whose manifest (complete, or in staging) remembers where its files come from.
+ */
+function resolveOrRecalled(spec: string, opts: DownloadModelOptions): ModelSource[] {
+  try {
+    return resolveSources(spec, opts);
+  } catch (err) {
+    let name: string;
     try {
-      return await fetchEntry(sources[i], opts);
+      name = assertEntryName(spec);
+    } catch {
+      throw err;
+    }
+    const source = (readManifest(entryPath(name)) ?? readManifest(stagingPath(name)))?.source;
+    if (!source) throw err;
+    return [{ name, kind: source.kind, files: source.files }];
+  }
+}
+
+/**
+ * Try each source in turn; only "not there" answers (403/404/410) move on, and only to a source that
+ * does not need the missing file too. Sources of one model share a staging folder, so a config fetched
+ * for the first is kept for the next.
+ */
+async function fetchFromSources(sources: ModelSource[], bad: string[], opts: DownloadModelOptions): Promise<DownloadModelResult> {
+  for (let i = 0; ; ) {
+    try {
+      return await fetchEntry(sources[i], bad, opts);
     } catch (err) {
-      const missing = err instanceof HttpStatusError && [403, 404, 410].includes(err.status);
-      if (!missing || i === sources.length - 1) throw err;
-      opts.onEvent?.({ type: 'fallback', name: sources[i].name, error: (err as Error).message });
+      const missing = err instanceof HttpStatusError && [403, 404, 410].includes(err.status) ? err.url : undefined;
+      const next = missing ? sources.findIndex((s, j) => j > i && !s.files.some((f) => f.url === missing)) : -1;
+      if (next < 0) {
+        await tidyFailedStage(stagingPath(sources[i].name));
+        throw err;
+      }
+      opts.onEvent?.({ type: 'fallback', name: sources[i].name, error: (err as Error).message, from: sources[i], next: sources[next] });
+      i = next;
     }
   }
 }
 
-async function fetchEntry(src: ModelSource, opts: DownloadModelOptions): Promise<DownloadModelResult> {
-  const dir = entryPath(src.name);
-  await mkdir(dir, { recursive: true });
-  const old = readManifest(dir);
-  const manifest: Manifest = { name: src.name, sources: src.files.map((f) => f.url), files: {}, complete: false, updatedAt: '' };
-  // Invalidate first: from here until the end, readers must not trust this entry.
-  await saveManifest(dir, manifest);
+async function fetchEntry(src: ModelSource, bad: string[], opts: DownloadModelOptions): Promise<DownloadModelResult> {
+  const stage = stagingPath(src.name);
+  const entry = entryPath(src.name);
+  await mkdir(stage, { recursive: true });
+  const staged = readManifest(stage); // files finished by an earlier, interrupted run
+  const current = readManifest(entry); // an entry being replaced may still hold good files
+  const source = { kind: src.kind, files: src.files };
+  const manifest: Manifest = { version: 1, name: src.name, kind: src.kind, source, files: {}, complete: false, updatedAt: '' };
   for (const file of src.files) {
-    const kept = !opts.force && (await keepable(dir, file, old?.files[file.name]));
-    if (kept) opts.onEvent?.({ type: 'kept', name: src.name, file: file.name });
-    manifest.files[file.name] = kept ? old!.files[file.name] : await fetchFile(dir, src.name, file, opts);
-    await saveManifest(dir, manifest);
+    let rec = opts.force ? undefined : await reuse(file, stage, staged, bad.includes(file.name) ? undefined : current, entry);
+    if (rec) opts.onEvent?.({ type: 'kept', name: src.name, file: file.name });
+    else rec = await fetchFile(stage, src.name, file, opts);
+    manifest.files[file.name] = rec;
+    await writeManifest(stage, manifest);
   }
+  await pruneStage(stage, src.files);
+  for (const [f, rec] of Object.entries(manifest.files)) rec.mtimeMs = (await stat(path.join(stage, f))).mtimeMs;
   manifest.complete = true;
-  await saveManifest(dir, manifest);
-  return { name: src.name, path: dir, reused: false, source: src, manifest };
+  await writeManifest(stage, manifest);
+  await install(src.name, stage, entry);
+  return { name: src.name, path: entry, reused: false, source: src, manifest };
 }
 
-/** A file from an earlier, partial run can stay if it came from the same address and still hashes right. */
-async function keepable(dir: string, file: RemoteFile, rec: FileRecord | undefined): Promise<boolean> {
-  if (!rec || rec.url !== file.url || (file.sha256 && file.sha256 !== rec.sha256)) return false;
-  const target = path.join(dir, file.name);
-  if ((await fileSize(target)) !== rec.size) return false;
-  return (await sha256File(target)) === rec.sha256;
+/**
+ * A file already verified once can stay: one finished by an earlier interrupted run (in staging), or a good
+ * file of the entry being replaced (hard-linked across). Same address, same pinned digest, and the bytes
+ * still as recorded (size, and mtime or else a fresh hash).
+ */
+async function reuse(file: RemoteFile, stage: string, staged: Manifest | undefined, current: Manifest | undefined, entry: string): Promise<FileRecord | undefined> {
+  const dest = path.join(stage, file.name);
+  const matches = async (where: string, rec: FileRecord | undefined): Promise<boolean> => {
+    if (!rec || rec.url !== file.url || (file.sha256 && file.sha256 !== rec.sha256) || (file.size !== undefined && file.size !== rec.size)) return false;
+    const st = await stat(where).catch(() => undefined);
+    if (!st || st.size !== rec.size) return false;
+    return (rec.mtimeMs !== undefined && st.mtimeMs === rec.mtimeMs) || (await sha256File(where)) === rec.sha256;
+  };
+  const s = staged?.files[file.name];
+  if (await matches(dest, s)) return s;
+  const c = current?.files[file.name];
+  const from = path.join(entry, file.name);
+  if (await matches(from, c)) {
+    await rm(dest, { force: true });
+    await link(from, dest).catch(() => copyFile(from, dest));
+    return { ...c!, mtimeMs: undefined };
+  }
+  return undefined;
 }
 
-async function fetchFile(dir: string, name: string, file: RemoteFile, opts: DownloadModelOptions): Promise<FileRecord> {
-  const dest = path.join(dir, file.name);
-  await rm(dest, { force: true }); // a stale or corrupt copy must not survive a failed re-download
+async function fetchFile(stage: string, name: string, file: RemoteFile, opts: DownloadModelOptions): Promise<FileRecord> {
+  const dest = path.join(stage, file.name);
+  await rm(dest, { force: true }); // a stale copy must not survive a failed re-download
   if (opts.force) await discardPart(`${dest}.part`);
   opts.onEvent?.({ type: 'file', name, file: file.name, url: file.url });
   const got = await fetchToFile(file.url, dest, {
@@ -517,10 +649,62 @@ async function fetchFile(dir: string, name: string, file: RemoteFile, opts: Down
     onProgress: opts.onProgress,
     onRetry: (r) => opts.onEvent?.({ type: 'retry', name, url: r.url, attempt: r.attempt, delayMs: r.delayMs, error: r.error.message }),
   });
-  return { size: got.size, sha256: got.sha256, url: file.url };
+  // The mtime lets a resumed run keep this file without hashing it again.
+  return { size: got.size, sha256: got.sha256, url: file.url, pinned: got.pinned, mtimeMs: (await stat(dest)).mtimeMs };
 }
 
-async function saveManifest(dir: string, m: Manifest): Promise<void> {
-  m.updatedAt = new Date().toISOString();
-  await writeManifest(dir, m);
+/** After a failure keep only what a later run can resume (`.part` bytes); otherwise leave nothing behind. */
+async function tidyFailedStage(stage: string): Promise<void> {
+  const names = await readdir(stage).catch(() => [] as string[]);
+  let resumable = false;
+  for (const f of names) if (f.endsWith('.part') && ((await fileSize(path.join(stage, f))) ?? 0) > 0) resumable = true;
+  if (!resumable) await rm(stage, { recursive: true, force: true });
+}
+
+/** Drop anything in staging that is not part of this source (left by another source or an older run). */
+async function pruneStage(stage: string, files: RemoteFile[]): Promise<void> {
+  const keep = new Set([MANIFEST_FILE, ...files.map((f) => f.name)]);
+  for (const f of await readdir(stage)) if (!keep.has(f)) await rm(path.join(stage, f), { recursive: true, force: true });
+}
+
+/**
+ * Swap the staging folder in. The old entry moves to the trash first (a directory cannot be renamed over a
+ * non-empty one); a reader that opened its files keeps reading them, a new reader sees the new entry.
+ */
+async function install(name: string, stage: string, entry: string): Promise<void> {
+  await mkdir(trashRoot(), { recursive: true });
+  const trash = path.join(trashRoot(), `${name}@${process.pid}-${randomUUID()}`); // '@' never occurs in a name
+  let moved = false;
+  try {
+    await rename(entry, trash);
+    moved = true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  try {
+    await rename(stage, entry);
+  } catch (err) {
+    if (moved) await rename(trash, entry).catch(() => undefined);
+    throw err;
+  }
+  await rm(trash, { recursive: true, force: true });
+}
+
+/** Old entries a crashed install left in the trash (we hold the lock for `name`, so none is in use). */
+async function clearTrash(name: string): Promise<void> {
+  const names = await readdir(trashRoot()).catch(() => [] as string[]);
+  for (const f of names) if (f.startsWith(`${name}@`)) await rm(path.join(trashRoot(), f), { recursive: true, force: true });
+}
+
+/** A damaged entry stops being complete at once, so nothing loads it while (or if) the new copy downloads. */
+async function invalidate(check: VerifyResult): Promise<void> {
+  if (!check.manifest?.complete) return;
+  await writeManifest(check.path, { ...check.manifest, complete: false });
+}
+
+/** After a rehash proved touched files intact, record their mtimes so the next use need not hash again. */
+async function refreshMtimes(check: VerifyResult): Promise<void> {
+  const m = check.manifest!;
+  for (const [f, rec] of Object.entries(m.files)) rec.mtimeMs = (await stat(path.join(check.path, f))).mtimeMs;
+  await writeManifest(check.path, m);
 }

@@ -14,7 +14,7 @@ export async function renderSvg(spec: Spec): Promise<string> {
 const base = { $schema: 'https://vega.github.io/schema/vega-lite/v5.json', background: 'white', config: { font: 'DejaVu Sans', view: { stroke: null } } } as const;
 
 /** rows × columns heatmap; `values[r][c]`. Column labels are channel indices or class names. */
-export function heatmapSpec(title: string, rows: string[], cols: string[], values: ArrayLike<number>[], opts: { colorTitle: string; cell?: number; scheme?: string }): Spec {
+export function heatmapSpec(title: string, rows: string[], cols: string[], values: ArrayLike<number>[], opts: { colorTitle: string; cell?: number; rowCell?: number; scheme?: string }): Spec {
   const data: { r: string; c: string; v: number }[] = [];
   rows.forEach((r, i) => cols.forEach((c, j) => data.push({ r, c, v: values[i][j] })));
   const cell = opts.cell ?? 12;
@@ -23,7 +23,7 @@ export function heatmapSpec(title: string, rows: string[], cols: string[], value
     title,
     data: { values: data },
     width: Math.max(120, cols.length * cell),
-    height: Math.max(60, rows.length * cell),
+    height: Math.max(60, rows.length * (opts.rowCell ?? Math.max(cell, 12))),
     mark: 'rect',
     encoding: {
       x: { field: 'c', type: 'ordinal', sort: cols, title: null, axis: cols.length > 64 ? { labels: false, ticks: false } : { labelFontSize: 8, labelAngle: -90 } },
