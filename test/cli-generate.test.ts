@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readNpy, writeNpy } from '../src/io/npy.ts';
@@ -54,16 +54,31 @@ test('bad input: clear error, non-zero exit, nothing written', () => {
   const out = join(dir, 'o.npy');
   const zBad = join(dir, 'zbad.npy');
   writeNpy(zBad, [2, 5], new Float32Array(10));
+  // Truncated weights live outside `dir`, so `dir` keeps exactly one weight file and every other case
+  // fails for the reason it names, not because the folder became ambiguous.
   const full = readFileSync(join(FIX, 'model-zip.pth'));
-  writeFileSync(join(dir, 'cut.pth'), full.subarray(0, full.length >> 1));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'cawa-cut-'));
+  const cut = join(elsewhere, 'cut.pth');
+  writeFileSync(cut, full.subarray(0, full.length >> 1));
+  // a folder whose only weight file is truncated (legacy format, cut inside the storage data)
+  const cutDir = mkdtempSync(join(tmpdir(), 'cawa-cutdir-'));
+  copyFileSync(join(FIX, 'config.json'), join(cutDir, 'config.json'));
+  const legacy = readFileSync(join(FIX, 'model-legacy.pth'));
+  writeFileSync(join(cutDir, 'pytorch_model.bin'), legacy.subarray(0, legacy.length - 100));
+  const noConfig = mkdtempSync(join(tmpdir(), 'cawa-nocfg-'));
+  copyFileSync(join(FIX, 'model.safetensors'), join(noConfig, 'model.safetensors'));
   const cases: [string[], RegExp][] = [
     [['--model', join(dir, 'missing')], /neither a folder, a weights file, nor a downloaded model/],
-    [['--model', dir, '--weights', join(dir, 'cut.pth')], /truncat|damaged|unexpected end/i],
-    [['--model', dir, '--classes', 'no-such-class'], /unknown class|no class/i],
-    [['--model', dir, '--classes', '7'], /out of range/],
+    [['--model', noConfig], /no config\.json/],
+    [['--model', dir, '--weights', join(dir, 'missing.pth')], /weights file .* does not exist/],
+    [['--model', dir, '--weights', cut], /truncat|damaged|unexpected end/i],
+    [['--model', cutDir], /truncated: expected \d+ bytes of data/],
+    [['--model', dir, '--classes', 'no-such-class'], /unknown class "no-such-class"/],
+    [['--model', dir, '--classes', '7'], /class 7 out of range \[0, 4\]/],
     [['--model', dir, '--truncation', '0'], /\(0, 1\]/],
     [['--model', dir, '--truncation', '1.5'], /\(0, 1\]/],
     [['--model', dir, '--z', zBad, '--classes', '0'], /shape \[N, 8\]/],
+    [['--model', dir, '--z', join(dir, 'missing-z.npy'), '--classes', '0'], /--z file .*missing-z\.npy does not exist/],
   ];
   for (const [args, re] of cases) {
     const r = cawa(['generate', ...args, '--out', out]);
@@ -71,6 +86,9 @@ test('bad input: clear error, non-zero exit, nothing written', () => {
     assert.match(r.stderr, re, `${args.join(' ')}: ${r.stderr}`);
     assert.ok(!existsSync(out), `${args.join(' ')} must not write ${out}`);
   }
+  // the folder itself is still a valid model: the failures above came from the arguments
+  assert.equal(cawa(['generate', '--model', dir, '--classes', '0', '--out', out]).code, 0);
+  rmSync(out);
   // a config for another model: the error names the first key that differs
   const cfg = JSON.parse(readFileSync(join(FIX, 'config.json'), 'utf8'));
   cfg.channel_width = 8;

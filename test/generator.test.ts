@@ -108,8 +108,11 @@ test('per-channel edits: neutral edits change nothing, mul 0 zeroes the channel 
 
 test('a config that does not match the weights names the first differing key', async () => {
   const sd = readCheckpoint(join(DIR, 'model.safetensors'));
+  // channel_width 8 instead of 4: gen_z makes 4·4·16·ch values, so its bias is the first key (in module
+  // order, after the unchanged embedding) whose shape differs: [1024] stored, [2048] implied
   const wrongWidth = { ...config, channel_width: 8 };
-  await assert.rejects(Generator.create(wrongWidth, sd), /config does not match weights: generator\.gen_z\.bias has shape \[256\]/);
+  await assert.rejects(Generator.create(wrongWidth, sd),
+    /config does not match weights: generator\.gen_z\.bias has shape \[1024\] in the weights, the config implies \[2048\]/);
   const missing = new Map(sd);
   missing.delete('generator.layers.3.conv_1.weight_orig');
   await assert.rejects(Generator.create(config, missing), /generator\.layers\.3\.conv_1\.weight_orig \[8, 8, 3, 3\] is missing/);

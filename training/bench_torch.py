@@ -1,34 +1,51 @@
-"""PyTorch side of `npm run bench:generate`: the reference-semantics generator (training/biggan_deep.py, eval
-mode, torch.no_grad) on random weights of the published sizes; prints one JSON line per size."""
+"""PyTorch side of `npm run bench:generate`: images per second of a PyTorch BigGAN-deep on the very checkpoint the
+TypeScript side just measured (a torch zip written by bench/generate.ts), eval mode, torch.no_grad, the same
+inputs, threads and repetitions. Prints one JSON line.
+
+The model is the reference port when --reference names a checkout of huggingface/pytorch-pretrained-BigGAN
+(imported from there, see parity.py), otherwise training/biggan_deep.py, which has the same module tree and
+inference semantics.
+
+    /usr/bin/python3 training/bench_torch.py --checkpoint ckpt.pth --config config.json --threads 2 --reps 3 \
+        [--batches 1,8] [--reference /tmp/hfref]
+"""
 import argparse
 import json
+import os
+import sys
 import time
 
+import numpy as np
 import torch
 
-from biggan_deep import BigGAN
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def published(res):
-    layers = [[False, 16, 16], [True, 16, 16], [False, 16, 16], [True, 16, 8], [False, 8, 8]]
-    if res == 128:
-        layers += [[True, 8, 4], [False, 4, 4], [True, 4, 2], [False, 2, 2], [True, 2, 1]]
-    else:
-        layers += [[True, 8, 8], [False, 8, 8], [True, 8, 4], [False, 4, 4], [True, 4, 2], [False, 2, 2], [True, 2, 1]]
-    return dict(z_dim=128, class_embed_dim=128, channel_width=128, num_classes=1000, layers=layers,
-                attention_layer_position=8, eps=1e-4, n_stats=51, output_dim=res)
+def build(cfg, reference):
+    if reference:
+        from parity import import_reference
+        BigGAN, BigGANConfig = import_reference(os.path.abspath(reference))
+        return BigGAN(BigGANConfig.from_dict(cfg)), 'reference port (huggingface/pytorch-pretrained-BigGAN)'
+    from biggan_deep import BigGAN
+    return BigGAN(cfg), 'training/biggan_deep.py'
 
 
-def ips(model, batch, reps):
-    z = torch.randn(batch, 128).clamp(-2, 2) * 0.5
-    y = torch.zeros(batch, 1000)
-    y[torch.arange(batch), (torch.arange(batch) * 37) % 1000] = 1
+def inputs(batch, cfg, z_path):
+    """The TypeScript side's z rows (bench/generate.ts writes them) and its one-hot classes (b·37 mod C)."""
+    z = np.load(z_path)[:batch]
+    y = torch.zeros(batch, cfg['num_classes'])
+    y[torch.arange(batch), (torch.arange(batch) * 37) % cfg['num_classes']] = 1
+    return torch.from_numpy(np.ascontiguousarray(z)), y
+
+
+def ips(model, batch, reps, cfg, z_path, truncation):
+    z, y = inputs(batch, cfg, z_path)
     with torch.no_grad():
-        model(z, y, 0.5)
+        model(z, y, truncation)  # warm-up
         times = []
         for _ in range(reps):
             t = time.perf_counter()
-            model(z, y, 0.5)
+            model(z, y, truncation)
             times.append(time.perf_counter() - t)
     times.sort()
     return batch / times[len(times) // 2]
@@ -36,14 +53,25 @@ def ips(model, batch, reps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--sizes', default='128,256')
+    ap.add_argument('--checkpoint', required=True)
+    ap.add_argument('--config', required=True)
+    ap.add_argument('--z', required=True, help='[max batch, z_dim] float32 .npy')
+    ap.add_argument('--batches', default='1,8')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--reps', type=int, default=3)
+    ap.add_argument('--truncation', type=float, default=0.5)
+    ap.add_argument('--reference', default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    for size in map(int, a.sizes.split(',')):
-        model = BigGAN(published(size)).eval()
-        print(json.dumps({'size': size, 'batch1': ips(model, 1, a.reps), 'batch8': ips(model, 8, a.reps)}), flush=True)
+    torch.set_num_interop_threads(1)
+    cfg = json.load(open(a.config))
+    model, which = build(cfg, a.reference)
+    model.load_state_dict(torch.load(a.checkpoint), strict=True)
+    model.eval()
+    out = {'model': which, 'threads': torch.get_num_threads()}
+    for b in map(int, a.batches.split(',')):
+        out[f'batch{b}'] = ips(model, b, a.reps, cfg, a.z, a.truncation)
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == '__main__':

@@ -188,7 +188,11 @@ class Discriminator(nn.Module):
             DBlock(ch * 4, ch * 8, True), DBlock(ch * 8, ch * 8, False))
         self.linear = nn.utils.spectral_norm(nn.Linear(ch * 8, 1))
         self.embed = nn.utils.spectral_norm(nn.Embedding(num_classes, ch * 8))
+        # auxiliary classifier head (AC-GAN style): trained on real labels, it gives G a direct signal
+        # to make each class recognisable, which the projection term alone gave too weakly for shirts/coats
+        self.classify = nn.Linear(ch * 8, num_classes)
 
-    def forward(self, x, y):
+    def forward(self, x, y, with_logits=False):
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
-        return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+        score = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
+        return (score, self.classify(h / (x.shape[2] * x.shape[3]))) if with_logits else score

@@ -4,7 +4,7 @@
   /usr/bin/python3 training/train.py --run /tmp/smoke --steps 5 --limit 512      # smoke run (CI)
 
 Recipe: hinge loss, projection discriminator with spectral norm, Adam(0, 0.999) at 2e-4 for both nets,
-batch 64, one D step per G step, EMA of G (decay 0.999) started after a warm-up. Every --eval-every steps
+batch 64, one D step per G step, an auxiliary classifier head on D (AC-GAN loss, weight 1), EMA of G (decay 0.999) started after a warm-up. Every --eval-every steps
 the judge (models/fmnist/judge.pt) classifies fresh EMA samples; the best checkpoint by agreement is kept.
 """
 import argparse
@@ -81,6 +81,8 @@ def main():
     ap.add_argument('--batch', type=int, default=64)
     ap.add_argument('--lr', type=float, default=2e-4)
     ap.add_argument('--d-width', type=int, default=16)
+    ap.add_argument('--aux-weight', type=float, default=1.0,
+                    help='weight of the auxiliary classification loss (D on real labels, G on its conditioning)')
     ap.add_argument('--ema-start', type=int, default=1000)
     ap.add_argument('--ema-decay', type=float, default=0.999)
     ap.add_argument('--eval-every', type=int, default=250)
@@ -129,24 +131,28 @@ def main():
         # D step
         with torch.no_grad():
             fake = G(z, one_hot(y), 1.0)
-        loss_d_real = F.relu(1 - D(real, y)).mean()
+        score_real, logits_real = D(real, y, with_logits=True)
+        loss_d_real = F.relu(1 - score_real).mean()
         loss_d_fake = F.relu(1 + D(fake, y)).mean()
+        loss_d_cls = F.cross_entropy(logits_real, y)
         opt_d.zero_grad(set_to_none=True)
-        (loss_d_real + loss_d_fake).backward()
+        (loss_d_real + loss_d_fake + args.aux_weight * loss_d_cls).backward()
         opt_d.step()
         # G step
         yg = torch.randint(0, 10, (args.batch,))
         zg = truncated_normal((args.batch, CONFIG['z_dim']))
-        loss_g = -D(G(zg, one_hot(yg), 1.0), yg).mean()
+        score_fake, logits_fake = D(G(zg, one_hot(yg), 1.0), yg, with_logits=True)
+        loss_g = -score_fake.mean()
+        loss_g_cls = F.cross_entropy(logits_fake, yg)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        (loss_g + args.aux_weight * loss_g_cls).backward()
         opt_g.step()
         step += 1
         update_ema(G_ema, G, 0.0 if step < args.ema_start else args.ema_decay)
 
         if step % 50 == 0:
             line = (f'step {step} d_real {loss_d_real.item():.3f} d_fake {loss_d_fake.item():.3f} '
-                    f'g {loss_g.item():.3f} ({time.time() - t0:.0f}s)')
+                    f'g {loss_g.item():.3f} cls_real {loss_d_cls.item():.3f} cls_fake {loss_g_cls.item():.3f} ({time.time() - t0:.0f}s)')
             print(line, flush=True); log.write(line + '\n'); log.flush()
         if judge is None and os.path.exists(args.judge):
             judge = fmnist.Judge()

@@ -201,3 +201,22 @@ export async function computeAwareness(g: Generator, opts: AwarenessOptions = {}
 export function row(a: Float32Array, C: number, cls: number): Float32Array {
   return a.subarray(cls * C, (cls + 1) * C);
 }
+
+/**
+ * The same layout with another estimator's scores (e.g. the ablation effect) in place of the weights-only
+ * awareness, so that every analysis can be run on it; kinds and the other fields are kept.
+ */
+export function withScores(a: Awareness, scores: Map<number, Float32Array>): Awareness {
+  const layers = a.layers.filter((L) => scores.has(L.ccbn.index)).map((L) => {
+    const raw = scores.get(L.ccbn.index)!;
+    const C = L.channels;
+    const relative = new Float32Array(raw.length);
+    for (let n = 0; n < a.numClasses; n++) {
+      let s = 0;
+      for (let k = 0; k < C; k++) s += raw[n * C + k];
+      for (let k = 0; k < C; k++) relative[n * C + k] = s > 0 ? raw[n * C + k] / s : 0;
+    }
+    return { ...L, raw, relative };
+  });
+  return { ...a, layers };
+}

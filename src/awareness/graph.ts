@@ -33,7 +33,7 @@ export async function expectationSession(t: ModulationTable, nodes: Float64Array
   let mean = '';
   let second = '';
   for (let i = 0; i < nodes.length; i++) {
-    const xi = k(`x${i}`, nodes[i]);
+    const xi = nodes[i] === 0 ? '' : k(`x${i}`, nodes[i]);
     const wi = k(`w${i}`, weights[i]);
     const gam = nodes[i] === 0 ? mg : g.op('Add', [mg, g.op('Mul', [sigmaG, xi])]);
     const m = nodes[i] === 0 ? mb : g.op('Add', [mb, g.op('Mul', [slope, xi])]);

@@ -1,6 +1,6 @@
 // `cawa generate`: images or raw output from any BigGAN-deep checkpoint.
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { readNpy, writeNpy } from '../io/npy.ts';
 import { IMAGE_EXTENSIONS, gridRgb, writeRgbImage } from '../io/images.ts';
@@ -51,7 +51,13 @@ async function run(opts: GenerateOpts): Promise<void> {
   let z: Float32Array;
   let perClass = opts.n;
   if (opts.z) {
-    const arr = readNpy(readFileSync(opts.z));
+    if (!existsSync(opts.z)) throw new Error(`--z file ${opts.z} does not exist`);
+    let arr: { shape: number[]; data: Float32Array };
+    try {
+      arr = readNpy(readFileSync(opts.z));
+    } catch (e) {
+      throw new Error(`--z ${opts.z}: ${(e as Error).message}`);
+    }
     if (arr.shape.length !== 2 || arr.shape[1] !== zd) throw new Error(`--z must have shape [N, ${zd}], got [${arr.shape.join(', ')}]`);
     const rows = arr.shape[0];
     if (classVectors.length !== 1 && classVectors.length !== rows) throw new Error(`--z has ${rows} rows but ${classVectors.length} classes were given (give one class, or one per row)`);

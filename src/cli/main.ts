@@ -6,6 +6,7 @@ import { register as registerAwareness } from './awareness.ts';
 import { register as registerChannels } from './channels.ts';
 import { register as registerSimilar } from './similar.ts';
 import { register as registerReport } from './report.ts';
+import { register as registerFindings } from './findings.ts';
 import { register as registerModels } from './models.ts';
 
 const program = new Command('cawa')
@@ -17,6 +18,7 @@ registerAwareness(program);
 registerChannels(program);
 registerSimilar(program);
 registerReport(program);
+registerFindings(program);
 registerDownload(program);
 registerModels(program);
 

@@ -16,7 +16,9 @@ export function detectFormat(buf: Uint8Array): CheckpointFormat {
   if (isLegacyTorch(buf)) return 'torch-legacy';
   if (looksLikeSafetensors(buf)) return 'safetensors';
   const head = [...buf.subarray(0, 12)].map((b) => b.toString(16).padStart(2, '0')).join(' ');
-  throw new Error(`unknown checkpoint format (first bytes: ${head}); expected a torch zip (PK\\x03\\x04), ` +
+  // A file cut within its first bytes can no longer be recognised; say so rather than only "unknown".
+  const short = buf.length < 16 ? `, only ${buf.length} bytes: truncated, or not a checkpoint` : '';
+  throw new Error(`unknown checkpoint format (first bytes: ${head}${short}); expected a torch zip (PK\\x03\\x04), ` +
     'a legacy torch.save file (\\x80\\x02\\x8a\\x0a...) or safetensors (u64 header length, then "{")');
 }
 

@@ -104,7 +104,7 @@ class Unpickler {
   // --- reading primitives; every read is bounds-checked so truncated files fail cleanly -----------------------
   private need(n: number): number {
     if (n < 0 || this.pos + n > this.buf.length) {
-      throw new PickleError(`unexpected end of pickle data at byte ${this.buf.length} (needed ${n} bytes at ${this.pos})`);
+      throw new PickleError(`truncated: unexpected end of pickle data at byte ${this.buf.length} (needed ${n} bytes at ${this.pos})`);
     }
     const p = this.pos;
     this.pos += n;
@@ -120,11 +120,20 @@ class Unpickler {
     return Number(v);
   }
   private bytes(n: number): Uint8Array { const p = this.need(n); return this.buf.subarray(p, p + n); }
+  /** A plain Uint8Array copy (Buffer#slice on readFileSync data would return a view into the file instead). */
+  private copy(n: number): Uint8Array { return new Uint8Array(this.bytes(n)); }
   private utf8(n: number): string { return new TextDecoder('utf-8', { fatal: true }).decode(this.bytes(n)); }
-  private latin1(n: number): string { return String.fromCharCode(...this.bytes(n)); }
+  private latin1(n: number): string {
+    // byte i → U+00i (true latin-1; TextDecoder's 'latin1' is windows-1252), in chunks so that long strings
+    // don't overflow the argument stack of fromCharCode
+    const b = this.bytes(n);
+    let s = '';
+    for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+    return s;
+  }
   private line(): string {
     const end = this.buf.indexOf(0x0a, this.pos);
-    if (end < 0) throw new PickleError(`unexpected end of pickle data at byte ${this.buf.length} (unterminated line)`);
+    if (end < 0) throw new PickleError(`truncated: unexpected end of pickle data at byte ${this.buf.length} (unterminated line)`);
     const s = this.latin1(end - this.pos);
     this.pos++;
     return s;
@@ -184,11 +193,13 @@ class Unpickler {
       case 0x58: this.push(this.utf8(this.u32())); return;                  // X BINUNICODE
       case 0x8c: this.push(this.utf8(this.u8())); return;                   // SHORT_BINUNICODE
       case 0x8d: this.push(this.utf8(this.u64())); return;                  // BINUNICODE8
+      case 0x56: this.push(decodeRawUnicodeEscape(this.line())); return;    // V UNICODE (protocol 0)
+      case 0x53: this.push(decodeStringLiteral(this.line())); return;       // S STRING (protocol 0, py2 str)
       case 0x55: this.push(this.latin1(this.u8())); return;                 // U SHORT_BINSTRING (py2 str)
       case 0x54: this.push(this.latin1(this.i32())); return;                // T BINSTRING
-      case 0x43: this.push(this.bytes(this.u8()).slice()); return;          // C SHORT_BINBYTES
-      case 0x42: this.push(this.bytes(this.u32()).slice()); return;         // B BINBYTES
-      case 0x8e: case 0x96: this.push(this.bytes(this.u64()).slice()); return; // BINBYTES8, BYTEARRAY8
+      case 0x43: this.push(this.copy(this.u8())); return;                   // C SHORT_BINBYTES
+      case 0x42: this.push(this.copy(this.u32())); return;                  // B BINBYTES
+      case 0x8e: case 0x96: this.push(this.copy(this.u64())); return;       // BINBYTES8, BYTEARRAY8
       case 0x4a: this.push(this.i32()); return;                             // J BININT
       case 0x4b: this.push(this.u8()); return;                              // K BININT1
       case 0x4d: this.push(this.u16()); return;                             // M BININT2
@@ -301,6 +312,48 @@ export function decodeLong(b: Uint8Array): number | bigint {
   for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
   if (b.length && b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+}
+
+/** Protocol 0 UNICODE: raw-unicode-escape, i.e. latin-1 text where only \\uXXXX and \\UXXXXXXXX are escapes
+ *  (Python's pickler writes backslash, NUL and newlines as \\u escapes, so no other backslash is special). */
+function decodeRawUnicodeEscape(s: string): string {
+  return s.replace(/\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})/g, (_m, u4: string | undefined, u8: string | undefined) => {
+    const cp = Number.parseInt(u4 ?? u8!, 16);
+    if (cp > 0x10ffff) throw new PickleError(`bad \\U escape in pickle string: ${u8}`);
+    return String.fromCodePoint(cp);
+  });
+}
+
+const SIMPLE_ESCAPES: Record<string, string> = {
+  '\\': '\\', "'": "'", '"': '"', a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\n': '',
+};
+
+/** Protocol 0 STRING: a quoted Python 2 str literal (repr), decoded as Python's escape_decode does, to latin-1. */
+function decodeStringLiteral(line: string): string {
+  const q = line[0];
+  if (line.length < 2 || (q !== "'" && q !== '"') || line[line.length - 1] !== q) {
+    throw new PickleError(`STRING opcode argument must be quoted: ${JSON.stringify(line.slice(0, 40))}`);
+  }
+  const body = line.slice(1, -1);
+  let out = '';
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (c !== '\\') { out += c; continue; }
+    const e = body[++i];
+    if (e === undefined) throw new PickleError('STRING literal ends in a backslash');
+    if (e in SIMPLE_ESCAPES) out += SIMPLE_ESCAPES[e];
+    else if (e === 'x') {
+      const h = body.slice(i + 1, i + 3);
+      if (!/^[0-9a-fA-F]{2}$/.test(h)) throw new PickleError(`bad \\x escape in STRING literal: \\x${h}`);
+      out += String.fromCharCode(Number.parseInt(h, 16));
+      i += 2;
+    } else if (/[0-7]/.test(e)) {
+      const m = /^[0-7]{1,3}/.exec(body.slice(i))![0];
+      out += String.fromCharCode(Number.parseInt(m, 8) & 0xff);
+      i += m.length - 1;
+    } else out += `\\${e}`; // unknown escapes stay as written, as in Python
+  }
+  return out;
 }
 
 function parseIntLine(s: string): number | bigint | boolean {

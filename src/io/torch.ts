@@ -30,6 +30,21 @@ const TORCH_DTYPES: Record<string, StoredDType> = {
   int8: 'I8', uint8: 'U8', bool: 'BOOL',
 };
 
+/** torch types that may appear in a checkpoint but have no float32 meaning here: recognised (so the error says
+ *  "unsupported dtype" instead of "malicious global"), then refused when a tensor uses them. */
+const UNSUPPORTED_STORAGES = ['ComplexFloatStorage', 'ComplexDoubleStorage', 'QInt8Storage', 'QUInt8Storage',
+  'QInt32Storage', 'QUInt4x2Storage', 'QUInt2x4Storage'];
+const UNSUPPORTED_DTYPES = ['complex32', 'complex64', 'complex128', 'qint8', 'quint8', 'qint32', 'quint4x2',
+  'quint2x4', 'float8_e4m3fn', 'float8_e5m2', 'float8_e4m3fnuz', 'float8_e5m2fnuz', 'uint16', 'uint32', 'uint64'];
+
+interface UnsupportedTag { unsupported: string }
+
+function unsupportedDtype(tag: unknown): PickleError | undefined {
+  const u = (tag as UnsupportedTag | undefined)?.unsupported;
+  return u === undefined ? undefined
+    : new PickleError(`unsupported dtype torch.${u}: only float (f64/f32/f16/bf16), integer and bool tensors can be read`);
+}
+
 function isTensorRef(v: unknown): v is TensorRef {
   return typeof v === 'object' && v !== null && (v as TensorRef).kind === 'tensor';
 }
@@ -57,6 +72,8 @@ function rebuildTensor(args: unknown[], dtype?: unknown): TensorRef {
 
 function dtypeToken(v: unknown): StoredDType {
   const dt = (v as PyGlobal | undefined)?.tag;
+  const bad = unsupportedDtype(dt);
+  if (bad) throw bad;
   if (typeof dt !== 'string') throw new PickleError('expected a torch dtype');
   return dt as StoredDType;
 }
@@ -70,6 +87,7 @@ function tensorArg(v: unknown): TensorRef {
 const TORCH_GLOBALS = makeGlobals([
   ...Object.entries(STORAGE_DTYPES).map(([name, dtype]) => ({ module: 'torch', name, tag: dtype })),
   ...Object.entries(TORCH_DTYPES).map(([name, dtype]) => ({ module: 'torch', name, tag: dtype })),
+  ...[...UNSUPPORTED_STORAGES, ...UNSUPPORTED_DTYPES].map((name) => ({ module: 'torch', name, tag: { unsupported: name } })),
   { module: 'torch._utils', name: '_rebuild_tensor_v2', call: (a: unknown[]) => rebuildTensor(a) },
   // v3 is v2 plus an explicit dtype (used for untyped storages): (storage, offset, size, stride, rg, hooks, dtype, …)
   { module: 'torch._utils', name: '_rebuild_tensor_v3', call: (a: unknown[]) => rebuildTensor(a, a[6]) },
@@ -96,6 +114,8 @@ function storageFromPid(pid: unknown): StorageRef {
   }
   const [, type, key, , n, view] = pid as [string, PyGlobal, unknown, unknown, unknown, unknown];
   const dtype = type?.tag;
+  const bad = unsupportedDtype(dtype);
+  if (bad) throw bad;
   if (typeof dtype !== 'string' || !(type.name in STORAGE_DTYPES)) throw new PickleError('persistent id has no storage type');
   if (typeof key !== 'string') throw new PickleError('storage key is not a string');
   const ref: StorageRef = { kind: 'storage', key, dtype: dtype as StoredDType, numel: intArg(n, 'storage size') };

@@ -226,7 +226,8 @@ function encodeStoredZip(files: { name: string; data: Uint8Array }[]): Uint8Arra
   const dv = new DataView(out.buffer);
   files.forEach((f, i) => {
     const l = locals[i];
-    writeHeaderFields(dv, l.offset, 0x04034b50, [20, 0, 0, 0, 0], l);
+    dv.setUint32(l.offset, 0x04034b50, true);
+    writeCommonFields(dv, l.offset + 4, l);
     dv.setUint16(l.offset + 26, l.name.length, true);
     dv.setUint16(l.offset + 28, 4 + l.pad, true);
     out.set(l.name, l.offset + 30);
@@ -237,7 +238,8 @@ function encodeStoredZip(files: { name: string; data: Uint8Array }[]): Uint8Arra
   let p = offset;
   for (const l of locals) {
     dv.setUint32(p, 0x02014b50, true);
-    writeHeaderFields(dv, p + 2, 20, [20, 0, 0, 0, 0], l); // shifted by the 2-byte "version made by"
+    dv.setUint16(p + 4, 20, true); // version made by; the central header has it before the shared fields
+    writeCommonFields(dv, p + 6, l);
     dv.setUint16(p + 28, l.name.length, true);
     dv.setUint32(p + 42, l.offset, true);
     out.set(l.name, p + 46);
@@ -251,16 +253,14 @@ function encodeStoredZip(files: { name: string; data: Uint8Array }[]): Uint8Arra
   return out;
 }
 
-/** Writes `sig, version, flags, method, time, date, crc, csize, size` (the layout shared by both header kinds). */
-function writeHeaderFields(dv: DataView, p: number, sig: number, [ver, flags, method, time, date]: number[],
-  l: { crc: number; size: number }): void {
-  if (sig > 0xffff) dv.setUint32(p, sig, true); else dv.setUint16(p, sig, true);
-  const q = sig > 0xffff ? p + 4 : p + 2;
-  dv.setUint16(q, ver, true);
-  dv.setUint16(q + 2, flags, true);
-  dv.setUint16(q + 4, method, true);
-  dv.setUint16(q + 6, time, true);
-  dv.setUint16(q + 8, date, true);
+/** The fields both header kinds share, from "version needed" on: version, flags, method (0 = stored), DOS time
+ *  and date (0: torch writes no timestamps either), crc-32, compressed and uncompressed size. */
+function writeCommonFields(dv: DataView, q: number, l: { crc: number; size: number }): void {
+  dv.setUint16(q, 20, true); // version needed to extract: 2.0
+  dv.setUint16(q + 2, 0, true);
+  dv.setUint16(q + 4, 0, true);
+  dv.setUint16(q + 6, 0, true);
+  dv.setUint16(q + 8, 0, true);
   dv.setUint32(q + 10, l.crc, true);
   dv.setUint32(q + 14, l.size, true);
   dv.setUint32(q + 18, l.size, true);

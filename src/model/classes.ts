@@ -73,19 +73,22 @@ export function parseClassSpec(spec: string, space: ClassSpace): Float32Array[] 
   const entries = spec.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
   if (entries.length === 0) throw new Error('no class given');
   return entries.map((entry) => {
-    const v = new Float32Array(space.size);
+    const acc = new Float64Array(space.size); // sum in float64, round once to float32 after normalising
     const parts = entry.split('+');
     let total = 0;
     for (const part of parts) {
-      const m = part.match(/^(.*?)(?::\s*([0-9]*\.?[0-9]+(?:e-?\d+)?))?$/i);
-      const name = m?.[1] ?? part;
-      const w = m?.[2] !== undefined ? Number(m[2]) : parts.length === 1 ? 1 : 1 / parts.length;
-      if (!(w > 0) || !Number.isFinite(w)) throw new Error(`class weight in "${entry}" must be a positive number`);
-      v[space.resolve(name)] += w;
+      // `name:weight`, split at the last colon; without a weight the parts of a mix share equally
+      const colon = part.lastIndexOf(':');
+      const name = colon >= 0 ? part.slice(0, colon) : part;
+      const wText = colon >= 0 ? part.slice(colon + 1).trim() : undefined;
+      const w = wText !== undefined ? (wText === '' ? Number.NaN : Number(wText)) : 1 / parts.length;
+      if (!(w > 0) || !Number.isFinite(w)) {
+        throw new Error(`class weight "${wText}" in "${entry}" must be a positive number`);
+      }
+      acc[space.resolve(name)] += w;
       total += w;
     }
-    for (let i = 0; i < v.length; i++) v[i] /= total;
-    return v;
+    return Float32Array.from(acc, (x) => x / total);
   });
 }
 
