@@ -195,4 +195,4 @@ class Discriminator(nn.Module):
     def forward(self, x, y, with_logits=False):
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))
         score = self.linear(h).squeeze(1) + (self.embed(y) * h).sum(1)
-        return (score, self.classify(h / (x.shape[2] * x.shape[3]))) if with_logits else score
+        return (score, self.classify(h)) if with_logits else score

@@ -22,13 +22,24 @@ function repeatClass(y: Float32Array, n: number): Float32Array {
   return out;
 }
 
-/** Mean post-ReLU activation per channel for each class: layer index → [classes × C]. */
-export async function empiricalActivation(g: Generator, classes: Float32Array[], layers: number[], opts: EstimatorOptions = {}) {
+export interface EmpiricalMoments {
+  /** layer index → [classes × C]: measured E[h] over samples and positions */
+  mean: Map<number, Float32Array>;
+  /** layer index → [classes × C]: measured √E[h²] */
+  rms: Map<number, Float32Array>;
+}
+
+/** Measured first and second moments of every channel's post-ReLU activation, for each class. */
+export async function empiricalMoments(g: Generator, classes: Float32Array[], layers: number[], opts: EstimatorOptions = {}): Promise<EmpiricalMoments> {
   const t = opts.truncation ?? 1;
   const S = opts.samples ?? 32;
   const zd = g.config.z_dim;
-  const out = new Map<number, Float32Array>();
-  for (const i of layers) out.set(i, new Float32Array(classes.length * g.arch.ccbns[i].channels));
+  const mean = new Map<number, Float32Array>();
+  const rms = new Map<number, Float32Array>();
+  for (const i of layers) {
+    mean.set(i, new Float32Array(classes.length * g.arch.ccbns[i].channels));
+    rms.set(i, new Float32Array(classes.length * g.arch.ccbns[i].channels));
+  }
   for (let c = 0; c < classes.length; c++) {
     const z = sampleZ(S, zd, t, (opts.seed ?? 0) + c);
     const cond = g.conditioning(z, repeatClass(classes[c], S), S);
@@ -38,19 +49,31 @@ export async function empiricalActivation(g: Generator, classes: Float32Array[],
       const C = spec.channels;
       const hw = spec.res * spec.res;
       const a = activations.get(i)!;
-      const dst = out.get(i)!;
-      for (let s = 0; s < S; s++) {
-        for (let k = 0; k < C; k++) {
-          let sum = 0;
+      const m1 = mean.get(i)!;
+      const m2 = rms.get(i)!;
+      for (let k = 0; k < C; k++) {
+        let s1 = 0;
+        let s2 = 0;
+        for (let s = 0; s < S; s++) {
           const base = (s * C + k) * hw;
-          for (let p = 0; p < hw; p++) sum += a[base + p];
-          dst[c * C + k] += sum / (hw * S);
+          for (let p = 0; p < hw; p++) {
+            const v = a[base + p];
+            s1 += v;
+            s2 += v * v;
+          }
         }
+        m1[c * C + k] = s1 / (hw * S);
+        m2[c * C + k] = Math.sqrt(s2 / (hw * S));
       }
     }
     opts.onProgress?.(c + 1, classes.length);
   }
-  return out;
+  return { mean, rms };
+}
+
+/** Mean post-ReLU activation per channel for each class: layer index → [classes × C]. */
+export async function empiricalActivation(g: Generator, classes: Float32Array[], layers: number[], opts: EstimatorOptions = {}) {
+  return (await empiricalMoments(g, classes, layers, opts)).mean;
 }
 
 /** Ablation effect of every channel of one CCBN for each class: [classes × C]. */

@@ -6,7 +6,9 @@
 import type { Generator } from '../model/generator.ts';
 import { spearman } from './analyses.ts';
 import { computeAwareness, DEFINITIONS, allClasses, type Definition, type Variant } from './compute.ts';
-import { ablationEffect, empiricalActivation } from './estimators.ts';
+import { downstreamGains, downstreamModel } from './downstream.ts';
+import { ablationEffect, empiricalMoments } from './estimators.ts';
+import { classEmbeddings } from './modulation.ts';
 
 export interface ValidationOptions {
   truncation?: number;
@@ -32,6 +34,10 @@ export interface LayerValidation {
   spearman: Record<string, number>;
   /** seconds spent on the reference ablation of this layer */
   ablationSeconds: number;
+  /** split-half reliability of the reference (Spearman–Brown corrected), and its square root: the most a
+   *  perfect predictor of the true ablation effect can reach against this finite-sample reference */
+  reliability: number;
+  ceiling: number;
 }
 
 export interface Validation {
@@ -42,10 +48,20 @@ export interface Validation {
   /** predictor → mean over layers (all CCBNs), and over the blocks' first CCBNs only */
   mean: Record<string, number>;
   meanBn0: Record<string, number>;
+  /** mean over layers of LayerValidation.ceiling (all CCBNs, blocks' first CCBNs) */
+  ceiling: number;
+  ceilingBn0: number;
   /** seconds: weights-only awareness (all layers, all classes, per variant), empirical, cheap ablation */
   cost: Record<string, number>;
   /** the reference ablation effect, CCBN index → [classes × C] */
   ablation: Map<number, Float32Array>;
+}
+
+/** Spearman correlation of two [classes × C] arrays over channels, averaged over classes. */
+function meanSpearman(a: Float32Array, b: Float32Array, C: number, nc: number): number {
+  let s = 0;
+  for (let c = 0; c < nc; c++) s += spearman(a.subarray(c * C, (c + 1) * C), b.subarray(c * C, (c + 1) * C));
+  return s / nc;
 }
 
 export async function validateAwareness(g: Generator, opts: ValidationOptions = {}): Promise<Validation> {
@@ -67,8 +83,29 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
     }
   }
   let t0 = performance.now();
-  predictors.set('empirical', await empiricalActivation(g, classes, layers, { truncation: t, samples: SE, seed: seed + 7919 }));
+  const moments = await empiricalMoments(g, classes, layers, { truncation: t, samples: SE, seed: seed + 7919 });
   cost.empirical = (performance.now() - t0) / 1000;
+  predictors.set('empirical', moments.mean);
+  predictors.set('empirical-rms', moments.rms);
+  // measured √E[h²] times the weights-only gain to the image: class-free (mean embedding) and per class
+  t0 = performance.now();
+  const dm = downstreamModel(g.weights);
+  const zd = g.config.z_dim;
+  const meanGain = downstreamGains(g.arch, g.weights, dm, classEmbeddings(g.weights, zd, nc, [new Float32Array(nc).fill(1 / nc)]), t);
+  const classGain = classes.map((y) => downstreamGains(g.arch, g.weights, dm, classEmbeddings(g.weights, zd, nc, [y]), t));
+  const times = (perClass: boolean) => new Map(layers.map((li) => {
+    const C = g.arch.ccbns[li].channels;
+    const r = moments.rms.get(li)!;
+    const out = new Float32Array(r.length);
+    for (let c = 0; c < nc; c++) {
+      const gain = perClass ? classGain[c][li] : meanGain[li];
+      for (let k = 0; k < C; k++) out[c * C + k] = r[c * C + k] * Math.sqrt(gain[k]);
+    }
+    return [li, out];
+  }));
+  predictors.set('empirical-rms×gain', times(false));
+  predictors.set('empirical-rms×class-gain', times(true));
+  cost['gains'] = (performance.now() - t0) / 1000;
   const cheap = new Map<number, Float32Array>();
   cost['ablation-1'] = 0;
 
@@ -78,8 +115,17 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
     const spec = g.arch.ccbns[li];
     const C = spec.channels;
     t0 = performance.now();
-    const ref = await ablationEffect(g, classes, li, { truncation: t, samples: S, seed, onProgress: (d, n) => opts.onProgress?.(li, d, n) });
+    // the reference in two independent halves: their agreement tells how precise the reference is
+    const half = Math.max(1, Math.floor(S / 2));
+    const refA = await ablationEffect(g, classes, li, { truncation: t, samples: half, seed, onProgress: (d, n) => opts.onProgress?.(li, d / 2, n) });
+    const refB = await ablationEffect(g, classes, li, { truncation: t, samples: S - half || 1, seed: seed + 15485863, onProgress: (d, n) => opts.onProgress?.(li, (n + d) / 2, n) });
+    const ref = new Float32Array(refA.length);
+    for (let i = 0; i < ref.length; i++) ref[i] = (half * refA[i] + (S - half || 1) * refB[i]) / (half + (S - half || 1));
     const ablationSeconds = (performance.now() - t0) / 1000;
+    const rHalf = meanSpearman(refA, refB, C, nc);
+    // Spearman–Brown: reliability of the full reference; √reliability bounds what a perfect predictor of the
+    // true (infinite-sample) effect can reach against this reference
+    const reliability = rHalf > 0 ? (2 * rHalf) / (1 + rHalf) : 0;
     ablation.set(li, ref);
     if (opts.cheapAblation ?? true) {
       t0 = performance.now();
@@ -90,17 +136,16 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
     const all = new Map(predictors);
     if (cheap.has(li)) all.set('ablation-1', cheap);
     for (const [name, values] of all) {
-      const v = values.get(li)!;
-      let s = 0;
-      for (let c = 0; c < nc; c++) s += spearman(v.subarray(c * C, (c + 1) * C), ref.subarray(c * C, (c + 1) * C));
-      sp[name] = s / nc;
+      sp[name] = meanSpearman(values.get(li)!, ref, C, nc);
     }
-    out.push({ layer: spec.name, index: li, block: spec.block, j: spec.j, channels: C, spearman: sp, ablationSeconds });
+    out.push({ layer: spec.name, index: li, block: spec.block, j: spec.j, channels: C, spearman: sp, ablationSeconds, reliability, ceiling: Math.sqrt(reliability) });
   }
   const avg = (rows: LayerValidation[]) => {
     const m: Record<string, number> = {};
     for (const k of Object.keys(rows[0]?.spearman ?? {})) m[k] = rows.reduce((s, r) => s + r.spearman[k], 0) / rows.length;
     return m;
   };
-  return { truncation: t, samples: S, empiricalSamples: SE, layers: out, mean: avg(out), meanBn0: avg(out.filter((r) => r.j === 0)), cost, ablation };
+  const bn0 = out.filter((r) => r.j === 0);
+  const meanOf = (rows: LayerValidation[]) => rows.reduce((s, r) => s + r.ceiling, 0) / Math.max(1, rows.length);
+  return { truncation: t, samples: S, empiricalSamples: SE, layers: out, mean: avg(out), meanBn0: avg(bn0), ceiling: meanOf(out), ceilingBn0: meanOf(bn0), cost, ablation };
 }
