@@ -45,10 +45,13 @@ async function run(o: Opts): Promise<void> {
   const findings = computeFindings(a, families);
   let validation: Validation | undefined;
   if (o.validate) {
+    // progress in per-mille of all layers' ablation work; each layer reports its own fraction
     const layers = m.g.arch.ccbns.length;
-    const bar = progress(layers, 'ablation (layers)');
-    validation = await validateAwareness(m.g, { truncation: o.truncation, samples: o.samples, onProgress: () => {} });
-    bar.update(layers);
+    const bar = progress(1000, `ablation of every channel (${layers} layers)`);
+    validation = await validateAwareness(m.g, {
+      truncation: o.truncation, samples: o.samples,
+      onProgress: (li, done, total) => bar.update(Math.round((1000 * (li + done / total)) / layers)),
+    });
     bar.stop();
   }
   const ablationFindings = validation ? computeFindings(withScores(a, validation.ablation), families) : undefined;
@@ -79,10 +82,11 @@ function markdown(m: OpenedModel, f: Findings, v: Validation | undefined, defini
   if (v) {
     const names = Object.keys(v.mean);
     L.push(`Spearman correlation with the ablation effect (${v.samples} images per class), mean over classes:`, '');
-    L.push(`| layer | ${names.join(' | ')} |`, `|---|${names.map(() => '---').join('|')}|`);
-    for (const r of v.layers) L.push(`| ${r.layer} | ${names.map((n) => f3(r.spearman[n])).join(' | ')} |`);
-    L.push(`| **mean, all CCBNs** | ${names.map((n) => `**${f3(v.mean[n])}**`).join(' | ')} |`);
-    L.push(`| **mean, blocks' bn_0** | ${names.map((n) => `**${f3(v.meanBn0[n])}**`).join(' | ')} |`, '');
+    L.push(`| layer | ${names.join(' | ')} | ceiling |`, `|---|${names.map(() => '---').join('|')}|---|`);
+    for (const r of v.layers) L.push(`| ${r.layer} | ${names.map((n) => f3(r.spearman[n])).join(' | ')} | ${f3(r.ceiling)} |`);
+    L.push(`| **mean, all CCBNs** | ${names.map((n) => `**${f3(v.mean[n])}**`).join(' | ')} | ${f3(v.ceiling)} |`);
+    L.push(`| **mean, blocks' bn_0** | ${names.map((n) => `**${f3(v.meanBn0[n])}**`).join(' | ')} | ${f3(v.ceilingBn0)} |`, '');
+    L.push(`Ceiling: √ of the reference's split-half reliability (two independent halves of its ${v.samples} images per class, Spearman–Brown corrected) — the most a perfect predictor of the true ablation effect can reach against this finite reference.`, '');
     L.push(`Cost (seconds, all layers × all classes): ${Object.entries(v.cost).map(([k, s]) => `${k} ${s.toFixed(3)}`).join(', ')}; reference ablation ${v.layers.reduce((s, r) => s + r.ablationSeconds, 0).toFixed(1)}.`, '');
   }
   return `${L.join('\n')}\n`;
