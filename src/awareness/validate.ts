@@ -9,6 +9,7 @@ import { computeAwareness, DEFINITIONS, allClasses, type Definition, type Varian
 import { downstreamGains, downstreamModel } from './downstream.ts';
 import { ablationEffect, empiricalMoments } from './estimators.ts';
 import { classEmbeddings } from './modulation.ts';
+import { taylorEffect } from './taylor.ts';
 
 export interface ValidationOptions {
   truncation?: number;
@@ -87,6 +88,10 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
   cost.empirical = (performance.now() - t0) / 1000;
   predictors.set('empirical', moments.mean);
   predictors.set('empirical-rms', moments.rms);
+  // first-order (Taylor) estimate of the ablation effect from backward passes (src/awareness/taylor.ts)
+  t0 = performance.now();
+  predictors.set('taylor', await taylorEffect(g, classes, layers, { truncation: t, samples: SE, probes: 8, seed: seed + 7919 }));
+  cost.taylor = (performance.now() - t0) / 1000;
   // measured √E[h²] times the weights-only gain to the image: class-free (mean embedding) and per class
   t0 = performance.now();
   const dm = downstreamModel(g.weights);

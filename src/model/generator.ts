@@ -43,6 +43,8 @@ export class Generator {
     readonly arch: Architecture,
     readonly weights: GeneratorWeights,
     private readonly session: ort.InferenceSession,
+    /** the options it was created with (graphs built on the trunk reuse its thread count) */
+    readonly options: GeneratorOptions = {},
   ) {}
 
   static async create(config: BigGANConfig, sd: StateDict, opts: GeneratorOptions = {}): Promise<Generator> {
@@ -54,7 +56,7 @@ export class Generator {
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
     });
-    return new Generator(arch, weights, session);
+    return new Generator(arch, weights, session, opts);
   }
 
   get config(): BigGANConfig {
@@ -66,8 +68,8 @@ export class Generator {
     return conditioning(this.arch, this.weights, z, y, n);
   }
 
-  /** Run the trunk for one batch of conditioning. */
-  async forward(c: Conditioning, opts: ForwardOptions): Promise<ForwardResult> {
+  /** The trunk graph's inputs for one batch of conditioning (also fed to graphs built on the trunk). */
+  trunkFeeds(c: Conditioning, opts: Pick<ForwardOptions, 'truncation' | 'edits'>): Record<string, ort.Tensor> {
     checkTruncation(opts.truncation);
     const { n } = c;
     const feeds: Record<string, ort.Tensor> = { cond: new ort.Tensor('float32', c.cond, [n, this.arch.condDim]) };
@@ -91,7 +93,12 @@ export class Generator {
     const { scale, shift } = foldNorm(fb.weight, fb.bias, mean, variance, eps);
     feeds['final.scale'] = new ort.Tensor('float32', scale, [1, C, 1, 1]);
     feeds['final.shift'] = new ort.Tensor('float32', shift, [1, C, 1, 1]);
+    return feeds;
+  }
 
+  /** Run the trunk for one batch of conditioning. */
+  async forward(c: Conditioning, opts: ForwardOptions): Promise<ForwardResult> {
+    const feeds = this.trunkFeeds(c, opts);
     const fetch = opts.fetch ?? [];
     const out = await this.session.run(feeds, ['image', ...fetch.map(actOutput)]);
     const activations = new Map<number, Float32Array>();

@@ -12,6 +12,11 @@ export const ccbnInputs = (i: number) => ({ scale: `bn${i}.scale`, shift: `bn${i
 export const actOutput = (i: number) => `act${i}`;
 
 export function buildTrunk(arch: Architecture, w: GeneratorWeights): Uint8Array {
+  return trunkGraph(arch, w).encode();
+}
+
+/** The trunk's nodes in a builder, not yet encoded (src/awareness/taylor.ts appends its backward pass). */
+export function trunkGraph(arch: Architecture, w: GeneratorWeights): GraphBuilder {
   const g = new GraphBuilder();
   const scales2x = 'scales_2x';
   g.weight(scales2x, [4], new Float32Array([1, 1, 2, 2]));
@@ -90,5 +95,5 @@ export function buildTrunk(arch: Architecture, w: GeneratorWeights): Uint8Array 
   const rgb: Weight = { ...w.toRgb, out: 3, data: w.toRgb.data.subarray(0, 3 * C * 9), bias: w.toRgb.bias!.subarray(0, 3) };
   g.op('Tanh', [conv(h, rgb, 'conv_to_rgb', 1)], {}, 'image');
   g.output('image', ['B', 3, arch.resolution, arch.resolution]);
-  return g.encode();
+  return g;
 }

@@ -15,6 +15,17 @@ export class GraphBuilder {
   private outputs: OnnxNS.IValueInfoProto[] = [];
   private counter = 0;
 
+  /** The nodes added so far, in order (a topological order: every node follows its inputs' producers). */
+  get nodeList(): readonly OnnxNS.INodeProto[] {
+    return this.nodes;
+  }
+
+  /** The values of an int64 initializer added with `ints`, or undefined. */
+  intValues(name: string): number[] | undefined {
+    const t = this.inits.find((x) => x.name === name && x.dataType === INT64);
+    return t ? (t.int64Data as number[]).map(Number) : undefined;
+  }
+
   fresh(prefix: string): string {
     return `${prefix}_${this.counter++}`;
   }
