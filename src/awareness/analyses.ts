@@ -44,7 +44,8 @@ export function coreChannels(values: Float32Array, C: number, cls: number, share
 export function sharedChannels(values: Float32Array, C: number, numClasses: number, share = 0.8, fraction = 0.9) {
   const count = new Uint32Array(C);
   for (let c = 0; c < numClasses; c++) for (const k of coreChannels(values, C, c, share)) count[k]++;
-  const need = Math.ceil(fraction * numClasses);
+  // at least fraction·N classes; the slack keeps e.g. 0.07 × 100 = 7.000000000000001 from asking for 8
+  const need = Math.ceil(fraction * numClasses - 1e-9);
   const shared: number[] = [];
   for (let k = 0; k < C; k++) if (count[k] >= need) shared.push(k);
   return { count, shared };

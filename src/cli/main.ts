@@ -9,6 +9,12 @@ import { register as registerReport } from './report.ts';
 import { register as registerFindings } from './findings.ts';
 import { register as registerModels } from './models.ts';
 
+// `cawa … | head` closes stdout early: stop quietly instead of dying on EPIPE with a stack trace
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command('cawa')
   .description('Channel awareness for class-conditional GANs (BigGAN-deep)')
   .showHelpAfterError();
