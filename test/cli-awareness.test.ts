@@ -171,6 +171,21 @@ test('cawa report --out DIR: index.html with inline SVG plots, each also saved a
   }
 });
 
+test('cawa channels --definition taylor: the measured first-order ablation estimate, as the library computes it', async () => {
+  const r = cawa(['channels', '--class', 'Coat', '--layer', '2', '--top', '4', '--definition', 'taylor', '--taylor-samples', '2', '--taylor-probes', '2', '--seed', '3', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as ChannelsJson & { definition: string };
+  assert.equal(out.definition, 'taylor');
+  const { g } = await defaults();
+  const { taylorEffect } = await import('../src/awareness/taylor.ts');
+  const { allClasses } = await import('../src/awareness/compute.ts');
+  const all = (await taylorEffect(g, allClasses(10), [8], { truncation: 1, samples: 2, probes: 2, seed: 3 })).get(8)!;
+  const scores = all.subarray(4 * 128, 5 * 128);
+  const brute = Array.from(scores.keys()).sort((x, z) => scores[z] - scores[x] || x - z).slice(0, 4);
+  assert.deepEqual(out.channels.map((c) => c.channel), brute);
+  for (const c of out.channels) assert.ok(Math.abs(c.awareness - scores[c.channel]) <= 1e-5 * scores[c.channel], `${c.awareness} vs ${scores[c.channel]}`);
+});
+
 test('release the model', async () => {
   if (library) await (await library).g.release();
 });

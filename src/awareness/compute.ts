@@ -73,7 +73,8 @@ export interface LayerAwareness {
 export interface Awareness {
   truncation: number;
   variant: Variant;
-  definition: Definition;
+  /** a weights-only definition, or 'taylor' when the scores are the measured first-order ablation estimate */
+  definition: Definition | 'taylor';
   quadrature: number;
   latentThreshold: number;
   numClasses: number;

@@ -3,12 +3,12 @@
 import { Command, Option } from 'commander';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { computeAwareness, withScores } from '../awareness/compute.ts';
+import { withScores } from '../awareness/compute.ts';
 import { computeFindings, type Findings } from '../awareness/findings.ts';
 import { validateAwareness, type Validation } from '../awareness/validate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { resolveModelFiles } from '../model/load.ts';
-import { awarenessOptions, openForAwareness, type AwarenessCliOpts, type OpenedModel } from './awareness-options.ts';
+import { awarenessFor, awarenessOptions, openForAwareness, type AwarenessCliOpts, type OpenedModel } from './awareness-options.ts';
 import { intIn, printJson, progress } from './common.ts';
 
 interface Opts extends AwarenessCliOpts {
@@ -41,7 +41,7 @@ function loadGroups(m: OpenedModel, o: Opts): Record<string, number[]> {
 async function run(o: Opts): Promise<void> {
   const m = await openForAwareness(o);
   const families = loadGroups(m, o);
-  const a = await computeAwareness(m.g, { truncation: o.truncation, variant: o.variant, definition: o.definition, quadrature: o.quadrature, threads: o.threads });
+  const a = await awarenessFor(m, o);
   const findings = computeFindings(a, families);
   let validation: Validation | undefined;
   if (o.validate) {

@@ -3,9 +3,7 @@ import { Command, Option } from 'commander';
 import { parseOneClass } from '../model/classes.ts';
 import { findCcbn } from '../model/config.ts';
 import { writeReport } from '../report/report.ts';
-import { allClasses } from '../awareness/compute.ts';
-import { computeAwareness } from '../awareness/compute.ts';
-import { awarenessOptions, openForAwareness, type AwarenessCliOpts } from './awareness-options.ts';
+import { awarenessFor, awarenessOptions, openForAwareness, type AwarenessCliOpts } from './awareness-options.ts';
 import { intIn } from './common.ts';
 
 interface Opts extends AwarenessCliOpts {
@@ -33,9 +31,8 @@ async function run(o: Opts): Promise<void> {
     picked = picked.slice(0, 16);
     process.stderr.write(`cawa: ${nc} classes: showing the first 16; choose others with --classes\n`);
   }
-  const all = allClasses(nc);
   const t0 = performance.now();
-  const a = await computeAwareness(m.g, { truncation: o.truncation, variant: o.variant, definition: o.definition, quadrature: o.quadrature, classes: picked.map((c) => all[c]), threads: o.threads });
+  const a = await awarenessFor(m, o, undefined, picked);
   const seconds = (performance.now() - t0) / 1000;
   const focus = o.layers ? o.layers.split(',').map((l) => a.layers[findCcbn(m.g.arch, l).index]) : undefined;
   const path = await writeReport(o.out, { model: m.name, labels: picked.map((c) => m.space.label(c)), awareness: a, focus, maxChannels: o.maxChannels, seconds });
