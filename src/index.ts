@@ -18,3 +18,13 @@ export { generate } from './model/sample.ts';
 export { sampleZ, oneHot } from './model/sampling.ts';
 export { ClassSpace, parseClassSpec } from './model/classes.ts';
 export { randomStateDict, publishedConfig } from './model/random.ts';
+
+// awareness: per-class, per-layer, per-channel scores, their validating estimators and analyses
+export { computeAwareness, withScores, allClasses, DEFINITIONS } from './awareness/compute.ts';
+export type { Awareness, LayerAwareness, AwarenessOptions, Definition, Variant } from './awareness/compute.ts';
+export { taylorEffect, taylorStatistics } from './awareness/taylor.ts';
+export { empiricalMoments, empiricalActivation, ablationEffect } from './awareness/estimators.ts';
+export { validateAwareness } from './awareness/validate.ts';
+export { computeFindings } from './awareness/findings.ts';
+export { topK, coreChannels, sharedChannels, cosineMatrix, overlapMatrix, nearestClasses, totals, spearman, concentrationCurve } from './awareness/analyses.ts';
+export { saveAwareness } from './awareness/save.ts';
