@@ -1,7 +1,10 @@
 // Images per second of the engine at batch 1 and 8 on random weights of the published BigGAN-deep sizes, peak
 // memory, and — side by side, on the very same checkpoint file, inputs and thread count — PyTorch
 // (training/bench_torch.py; the reference port itself with --reference DIR) when python3-torch is installed.
-//   npm run bench:generate [-- --sizes 128,256 --threads 2 --reps 3 --batches 1,8 --reference /tmp/hfref --no-torch --width 16]
+//   npm run bench:generate [-- --sizes 128,256 --threads 2 --reps 3 --batches 1,8 --reference /tmp/hfref --no-torch --no-fold --width 16]
+// The PyTorch model is timed as published (its spectral-norm hooks divide every weight by σ on every forward) and,
+// unless --no-fold, again with σ folded into the weights once (torch.nn.utils.remove_spectral_norm), as this
+// engine does at load; both ratios are printed.
 // Each side runs in its own fresh process per size, one right after the other, so both see the same machine
 // state and the peak memory (VmHWM) is that of one model: reading the file, folding, building the session, running.
 import { spawnSync } from 'node:child_process';
@@ -23,7 +26,7 @@ const peakRssMiB = () => {
   return m ? Number(m[1]) / 1024 : process.memoryUsage().rss / 2 ** 20;
 };
 
-interface Measured { [k: `batch${number}`]: number; loadS?: number; peakRssMiB?: number; model?: string }
+interface Measured { [k: `batch${number}`]: number; loadS?: number; peakRssMiB?: number; model?: string; folded?: Measured }
 
 if (process.argv.includes('--child')) {
   // One model in a fresh process: load the checkpoint from disk as `cawa generate` does, then time batches.
@@ -96,9 +99,15 @@ for (const size of sizes) {
     if (!withTorch) continue;
     const pt = child(py, [join(here, '../training/bench_torch.py'), '--checkpoint', join(dir, 'model.pth'),
       '--config', join(dir, 'config.json'), '--z', join(dir, 'z.npy'), '--threads', String(threads), '--reps', String(reps),
-      '--batches', batches.join(','), '--truncation', String(truncation), ...(reference ? ['--reference', reference] : [])]);
-    console.log(`PyTorch            ${name}: ${fmt(pt)} (${pt.model})`);
-    console.log(`ratio (ours / PyTorch) ${name}: ${batches.map((b) => `${(ts[`batch${b}`] / pt[`batch${b}`]).toFixed(2)}× at batch ${b}`).join(', ')}`);
+      '--batches', batches.join(','), '--truncation', String(truncation), ...(reference ? ['--reference', reference] : []),
+      ...(process.argv.includes('--no-fold') ? [] : ['--fold-sn'])]);
+    const ratio = (p: Measured) => batches.map((b) => `${(ts[`batch${b}`] / p[`batch${b}`]).toFixed(2)}× at batch ${b}`).join(', ');
+    console.log(`PyTorch            ${name}: ${fmt(pt)} (${pt.model}; peak RSS ${pt.peakRssMiB!.toFixed(0)} MiB)`);
+    console.log(`ratio (ours / PyTorch) ${name}: ${ratio(pt)}`);
+    if (pt.folded) {
+      console.log(`PyTorch, σ folded  ${name}: ${fmt(pt.folded)} (the same model after torch.nn.utils.remove_spectral_norm)`);
+      console.log(`ratio (ours / PyTorch, σ folded) ${name}: ${ratio(pt.folded)}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

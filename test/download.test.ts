@@ -12,6 +12,7 @@ import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheHome, checkEntry, entryPath, listCachedModels, lockPath, readManifest, resolveCachedModel, stagingPath } from '../src/io/cache.ts';
 import { DownloadError, HttpStatusError, downloadModel, fetchToFile, type DownloadEvent } from '../src/io/download.ts';
+import { readNpy } from '../src/io/npy.ts';
 import { checkUrl, entryNameFor, resolveSources } from '../src/io/registry.ts';
 
 const CAWA = new URL('../bin/cawa.js', import.meta.url).pathname;
@@ -188,6 +189,15 @@ test('known names map to the reference S3 files, then the Hub mirror; URLs and o
   assert.equal(entryNameFor('someone/BigGAN-deep-256', {}), 'someone--BigGAN-deep-256');
   const [bin, st] = resolveSources('someone/BigGAN-deep-256', { env: {} });
   assert.deepEqual([bin.files[1].name, st.files[1].name], ['pytorch_model.bin', 'model.safetensors']);
+  // a folder address: the files sit inside it, at the host root too, and keep the folder's query
+  assert.deepEqual(resolveSources('https://example.com/', { env: {}, name: 'x' })[0].files.map((f) => f.url), [
+    'https://example.com/config.json',
+    'https://example.com/pytorch_model.bin',
+  ]);
+  assert.deepEqual(resolveSources('https://example.com/m/config.json?download=true#top', { env: {}, name: 'x' })[1].files.map((f) => f.url), [
+    'https://example.com/m/config.json?download=true',
+    'https://example.com/m/model.safetensors?download=true',
+  ]);
   assert.throws(() => checkUrl('http://example.com/x.bin', {}), /refusing plain http/);
   assert.throws(() => resolveSources('no-such-model', { env: {} }), /unknown model "no-such-model"/);
 });
@@ -434,6 +444,7 @@ test('cawa download → cawa models → cawa generate --model <name> runs from t
 
   // the server is not needed any more: generate reads the cached files only
   server.routes.clear();
+  const hitsBefore = server.hits.length;
   const out = join(home, 'x.npy');
   const g = await cawa(['generate', '--model', 'tiny-biggan', '--classes', '0', '--seed', '1', '--out', out], env);
   assert.equal(g.code, 0, g.stderr);
@@ -441,6 +452,7 @@ test('cawa download → cawa models → cawa generate --model <name> runs from t
   const direct = await cawa(['generate', '--model', join(FIX, 'model.safetensors'), '--classes', '0', '--seed', '1', '--out', ref]);
   assert.equal(direct.code, 0, direct.stderr);
   assert.ok(readFileSync(out).equals(readFileSync(ref)), 'same output as the fixture model itself');
+  assert.equal(server.hits.length, hitsBefore, 'generate made no request');
 
   // an HTTP error from the CLI: message, exit code 1, JSON on request, nothing cached
   const e404 = await cawa(['download', server.url('/gone/'), '--json'], env);
@@ -448,4 +460,39 @@ test('cawa download → cawa models → cawa generate --model <name> runs from t
   assert.match(e404.stderr, /cawa: server answered 404 Not Found for http:\/\/127\.0\.0\.1:\d+\/gone\//);
   assert.equal(JSON.parse(e404.stdout).kind, 'http');
   assert.equal(existsSync(entryPath('gone')), false);
+});
+
+test('cawa download biggan-deep-256 (S3 address on loopback) → cawa generate --model biggan-deep-256 matches the reference port', async () => {
+  // the published layout: <prefix>-config.json and a legacy torch.save pytorch_model.bin with TF-layout strided views
+  const legacy = readFileSync(join(FIX, 'model-legacy.pth'));
+  server.routes.set('/s3/biggan-deep-256-config.json', { body: CONFIG });
+  server.routes.set('/s3/biggan-deep-256-pytorch_model.bin', { body: legacy, etag: '"legacy"' });
+  const env = { CAWA_S3_BASE: server.url('/s3') };
+  const d = await cawa(['download', 'biggan-deep-256'], env);
+  assert.equal(d.code, 0, d.stderr);
+  assert.ok(readFileSync(join(entryPath('biggan-deep-256'), 'pytorch_model.bin')).equals(legacy));
+  const ls = JSON.parse((await cawa(['models', '--json'], env)).stdout);
+  assert.deepEqual(ls.map((r: { name: string; verified: boolean; pinned: boolean }) => [r.name, r.verified, r.pinned]), [['biggan-deep-256', true, false]]);
+
+  // z and classes of a committed reference case (rows: class 1, class 4, 0.3·class 0 + 0.7·class 2)
+  const hits = server.hits.length;
+  const out = join(home, 'out.npy');
+  const g = await cawa(['generate', '--model', 'biggan-deep-256', '--classes', '1,4,0:0.3+2:0.7', '--z', join(FIX, 'z-0.4.npy'), '--truncation', '0.4', '--out', out]);
+  assert.equal(g.code, 0, g.stderr);
+  assert.equal(server.hits.length, hits, 'generate made no request');
+  const got = readNpy(readFileSync(out));
+  const ref = readNpy(readFileSync(join(FIX, 'out-0.4.npy')));
+  assert.deepEqual(got.shape, ref.shape);
+  let worst = 0;
+  for (let i = 0; i < ref.data.length; i++) worst = Math.max(worst, Math.abs(got.data[i] - ref.data[i]));
+  assert.ok(worst <= 1e-4, `max |Δ| to the reference port ${worst}`);
+
+  // a damaged cached file is refused by generate (clear error, non-zero exit, nothing written), never used
+  const w = join(entryPath('biggan-deep-256'), 'pytorch_model.bin');
+  writeFileSync(w, legacy.subarray(0, legacy.length - 10));
+  const bad = join(home, 'bad.npy');
+  const r = await cawa(['generate', '--model', 'biggan-deep-256', '--classes', '1', '--z', join(FIX, 'z-0.4.npy'), '--truncation', '0.4', '--out', bad]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /damaged/);
+  assert.equal(existsSync(bad), false);
 });

@@ -6,12 +6,19 @@ The model is the reference port when --reference names a checkout of huggingface
 (imported from there, see parity.py), otherwise training/biggan_deep.py, which has the same module tree and
 inference semantics.
 
+The model is measured as published: in eval mode its spectral-norm hooks still divide every weight by σ = u·W v on
+every forward. With --fold-sn it is measured a second time after torch.nn.utils.remove_spectral_norm has folded
+σ into the weights once (what the TypeScript engine does at load), so the ratio does not rest on that overhead.
+`peakRssMiB` is the process's peak resident memory (ru_maxrss) after the as-published measurement: loading the
+checkpoint, building the model and running it.
+
     /usr/bin/python3 training/bench_torch.py --checkpoint ckpt.pth --config config.json --threads 2 --reps 3 \
-        [--batches 1,8] [--reference /tmp/hfref]
+        [--batches 1,8] [--reference /tmp/hfref] [--fold-sn]
 """
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -61,6 +68,7 @@ def main():
     ap.add_argument('--reps', type=int, default=3)
     ap.add_argument('--truncation', type=float, default=0.5)
     ap.add_argument('--reference', default=None)
+    ap.add_argument('--fold-sn', action='store_true', help='also measure with spectral norm folded into the weights once')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.set_num_interop_threads(1)
@@ -71,6 +79,12 @@ def main():
     out = {'model': which, 'threads': torch.get_num_threads()}
     for b in map(int, a.batches.split(',')):
         out[f'batch{b}'] = ips(model, b, a.reps, cfg, a.z, a.truncation)
+    out['peakRssMiB'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    if a.fold_sn:
+        for m in model.modules():
+            if hasattr(m, 'weight_orig'):
+                torch.nn.utils.remove_spectral_norm(m)
+        out['folded'] = {f'batch{b}': ips(model, b, a.reps, cfg, a.z, a.truncation) for b in map(int, a.batches.split(','))}
     print(json.dumps(out), flush=True)
 
 

@@ -3,7 +3,10 @@ weights of several BigGAN-deep sizes, in all three checkpoint formats, with non-
 truncations on and off the 0.02 grid. The reference code is NOT part of this repository: pass the folder of a
 checkout (the one holding `pytorch_pretrained_biggan/`) with --reference; it is imported from there, unmodified.
 
-    /usr/bin/python3 training/parity.py --reference /tmp/hfref --work /tmp/cawa-parity [--sizes 64,128,256]
+    /usr/bin/python3 training/parity.py --reference /tmp/hfref --work /tmp/cawa-parity [--sizes 64,128,256] [--width 128]
+
+The built-in 128 and 256 configs have the published layouts with narrow channels (channel_width 8 and 4) so that a
+run takes minutes; --width 128 gives them the published width (the published BigGAN-deep sizes, ~220 MB each).
 
 For each size it
   1. builds the reference `BigGAN(config)` and fills every parameter and buffer with seeded random values
@@ -290,6 +293,7 @@ def main():
     ap.add_argument('--truncations', default=','.join(map(repr, TRUNCATIONS)))
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=2203)
+    ap.add_argument('--width', type=int, default=0, help='channel_width for every size (default: the built-in configs)')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -299,7 +303,7 @@ def main():
     sensitivities = {}
     worst = 0.0
     for size in map(int, a.sizes.split(',')):
-        cfg = CONFIGS[size]
+        cfg = dict(CONFIGS[size], **({'channel_width': a.width} if a.width else {}))
         base = os.path.join(os.path.abspath(a.work), str(size))
         folders = {f: os.path.join(base, f) for f in ('zip', 'legacy', 'safetensors')}
         for d in [base, *folders.values()]:   # base: config.json beside the TypeScript writers' files

@@ -203,13 +203,19 @@ function urlSources(url: URL, name?: string): ModelSource[] {
     const config = sibling(prefix ? `${prefix}-${CONFIG_FILE}` : CONFIG_FILE);
     return [{ name: entry, kind: 'url', files: [{ name: CONFIG_FILE, url: config }, { name: weights, url: url.href }] }];
   }
-  const folder = new URL(url.href);
-  folder.pathname = url.pathname.replace(/\/config\.json$/i, '').replace(/\/+$/, '');
-  const root = folder.href;
+  // each file's address keeps the folder's query (if any); `${href}/file` would land after the query, and at
+  // the host root it would make `//file`
+  const folderPath = url.pathname.replace(/\/config\.json$/i, '').replace(/\/+$/, '');
+  const inFolder = (file: string): string => {
+    const u = new URL(url.href);
+    u.pathname = `${folderPath}/${file}`;
+    u.hash = '';
+    return u.href;
+  };
   return [WEIGHTS_FILE, 'model.safetensors'].map((w) => ({
     name: entry,
     kind: 'url' as const,
-    files: [{ name: CONFIG_FILE, url: `${root}/${CONFIG_FILE}` }, { name: w, url: `${root}/${w}` }],
+    files: [{ name: CONFIG_FILE, url: inFolder(CONFIG_FILE) }, { name: w, url: inFolder(w) }],
   }));
 }
 
