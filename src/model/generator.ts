@@ -1,5 +1,5 @@
-// The engine: an onnxruntime-node session over the trunk graph (built once per model), fed with
-// conditioning computed in TypeScript. Batched; any CCBN's post-ReLU activations on request;
+// The engine: onnxruntime-node sessions over the trunk graph (built once per model: one for images, one more
+// on the first request for activations), fed with conditioning computed in TypeScript. Batched; any CCBN's post-ReLU activations on request;
 // per-channel edits after any CCBN without rebuilding anything.
 import * as ort from 'onnxruntime-node';
 import { architecture, type Architecture, type BigGANConfig } from './config.ts';
@@ -39,10 +39,14 @@ export function checkTruncation(t: number): void {
 }
 
 export class Generator {
+  /** the trunk that returns every CCBN's activations on request, built on the first such request */
+  private withActivations?: Promise<ort.InferenceSession>;
+
   private constructor(
     readonly arch: Architecture,
     readonly weights: GeneratorWeights,
-    private readonly session: ort.InferenceSession,
+    /** the trunk that returns images only: no activation outputs, so ORT reuses their memory */
+    private readonly imagesOnly: ort.InferenceSession,
     /** the options it was created with (graphs built on the trunk reuse its thread count) */
     readonly options: GeneratorOptions = {},
   ) {}
@@ -50,12 +54,7 @@ export class Generator {
   static async create(config: BigGANConfig, sd: StateDict, opts: GeneratorOptions = {}): Promise<Generator> {
     const arch = architecture(config);
     const weights = extractWeights(arch, sd);
-    const graph = buildTrunk(arch, weights);
-    const session = await ort.InferenceSession.create(graph, {
-      intraOpNumThreads: opts.threads ?? 0,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
+    const session = await trunkSession(arch, weights, opts, false);
     return new Generator(arch, weights, session, opts);
   }
 
@@ -100,15 +99,26 @@ export class Generator {
   async forward(c: Conditioning, opts: ForwardOptions): Promise<ForwardResult> {
     const feeds = this.trunkFeeds(c, opts);
     const fetch = opts.fetch ?? [];
-    const out = await this.session.run(feeds, ['image', ...fetch.map(actOutput)]);
+    let session = this.imagesOnly;
+    if (fetch.length > 0) session = await (this.withActivations ??= trunkSession(this.arch, this.weights, this.options, true));
+    const out = await session.run(feeds, ['image', ...fetch.map(actOutput)]);
     const activations = new Map<number, Float32Array>();
     for (const i of fetch) activations.set(i, out[actOutput(i)].data as Float32Array);
     return { images: out.image.data as Float32Array, activations };
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.imagesOnly.release();
+    if (this.withActivations) await (await this.withActivations).release();
   }
+}
+
+function trunkSession(arch: Architecture, w: GeneratorWeights, opts: GeneratorOptions, activationOutputs: boolean): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(buildTrunk(arch, w, { activationOutputs }), {
+    intraOpNumThreads: opts.threads ?? 0,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
 }
 
 function editTensor(values: Float32Array | undefined, neutral: number, n: number, C: number, what: string): ort.Tensor {

@@ -11,12 +11,19 @@ import type { AttentionWeights, BlockWeights, GeneratorWeights, Weight } from '.
 export const ccbnInputs = (i: number) => ({ scale: `bn${i}.scale`, shift: `bn${i}.shift`, mul: `bn${i}.mul`, add: `bn${i}.add` });
 export const actOutput = (i: number) => `act${i}`;
 
-export function buildTrunk(arch: Architecture, w: GeneratorWeights): Uint8Array {
-  return trunkGraph(arch, w).encode();
+export interface TrunkOptions {
+  /** declare every act{i} as a graph output (default true). A graph output can't share memory with
+   *  later tensors, so a graph that is only asked for images is leaner without them. */
+  activationOutputs?: boolean;
+}
+
+export function buildTrunk(arch: Architecture, w: GeneratorWeights, opts: TrunkOptions = {}): Uint8Array {
+  return trunkGraph(arch, w, opts).encode();
 }
 
 /** The trunk's nodes in a builder, not yet encoded (src/awareness/taylor.ts appends its backward pass). */
-export function trunkGraph(arch: Architecture, w: GeneratorWeights): GraphBuilder {
+export function trunkGraph(arch: Architecture, w: GeneratorWeights, opts: TrunkOptions = {}): GraphBuilder {
+  const exposeActivations = opts.activationOutputs ?? true;
   const g = new GraphBuilder();
   const scales2x = 'scales_2x';
   g.weight(scales2x, [4], new Float32Array([1, 1, 2, 2]));
@@ -29,7 +36,7 @@ export function trunkGraph(arch: Architecture, w: GeneratorWeights): GraphBuilde
   const upsample = (x: string) =>
     g.op('Resize', [x, '', scales2x], { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' });
 
-  /** CCBN i (folded) → ReLU → per-channel edit; the result is also exposed as act{i}. */
+  /** CCBN i (folded) → ReLU → per-channel edit; the result is named act{i} (and exposed as an output if asked). */
   const ccbn = (x: string, i: number, C: number) => {
     const n = ccbnInputs(i);
     g.input(n.scale, ['B', C, 1, 1]);
@@ -39,7 +46,7 @@ export function trunkGraph(arch: Architecture, w: GeneratorWeights): GraphBuilde
     const h = g.op('Relu', [g.op('Add', [g.op('Mul', [x, n.scale]), n.shift])]);
     const out = g.op('Add', [g.op('Mul', [h, n.mul]), n.add], {}, actOutput(i));
     const res = arch.ccbns[i].res;
-    g.output(out, ['B', C, res, res]);
+    if (exposeActivations) g.output(out, ['B', C, res, res]);
     return out;
   };
 
