@@ -168,15 +168,19 @@ function spreadFor(p: Prepared, variant: Variant, truncation: number): Spread {
   return s;
 }
 
-function gainsFor(g: Generator, truncation: number): Float64Array[] {
+/**
+ * Squared mean-field gains to the image of every CCBN's channels (src/awareness/downstream.ts): class-free
+ * (the mean class embedding, cached per truncation) or, given a class vector y, for that class.
+ */
+export function gainsFor(g: Generator, truncation: number, y?: Float32Array): Float64Array[] {
   const ms = modelState(g);
+  const { z_dim: zd, num_classes: nc } = g.config;
+  ms.downstream ??= downstreamModel(g.weights);
+  const gainsOf = (v: Float32Array) => downstreamGains(g.arch, g.weights, ms.downstream!, classEmbeddings(g.weights, zd, nc, [v]), truncation);
+  if (y) return gainsOf(y);
   let gains = ms.gains.get(truncation);
   if (!gains) {
-    const { z_dim: zd, num_classes: nc } = g.config;
-    ms.downstream ??= downstreamModel(g.weights);
-    // mean-field gains to the image, for the mean class embedding (class-free)
-    const meanEmb = classEmbeddings(g.weights, zd, nc, [new Float32Array(nc).fill(1 / nc)]);
-    gains = downstreamGains(g.arch, g.weights, ms.downstream, meanEmb, truncation);
+    gains = gainsOf(new Float32Array(nc).fill(1 / nc));
     ms.gains.set(truncation, gains);
   }
   return gains;

@@ -13,7 +13,7 @@
 import * as ort from 'onnxruntime-node';
 import type { onnx as OnnxNS } from 'onnx-proto';
 import type { Architecture } from '../model/config.ts';
-import type { Generator } from '../model/generator.ts';
+import { trunkSessionOptions, type Generator } from '../model/generator.ts';
 import { actOutput, trunkGraph } from '../model/graph.ts';
 import type { GraphBuilder } from '../model/onnx.ts';
 import { sampleZ, uniformSource } from '../model/sampling.ts';
@@ -191,11 +191,7 @@ const sessions = new WeakMap<Generator, Promise<ort.InferenceSession>>();
 export function taylorSession(g: Generator): Promise<ort.InferenceSession> {
   let s = sessions.get(g);
   if (!s) {
-    s = ort.InferenceSession.create(buildTaylorGraph(g.arch, g.weights), {
-      intraOpNumThreads: g.options.threads ?? 0,
-      interOpNumThreads: 1,
-      graphOptimizationLevel: 'all',
-    });
+    s = ort.InferenceSession.create(buildTaylorGraph(g.arch, g.weights), trunkSessionOptions(g.options));
     sessions.set(g, s);
   }
   return s;

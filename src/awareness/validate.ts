@@ -5,10 +5,8 @@
 // measured estimator reaches.
 import type { Generator } from '../model/generator.ts';
 import { spearman } from './analyses.ts';
-import { computeAwareness, DEFINITIONS, allClasses, type Definition, type Variant } from './compute.ts';
-import { downstreamGains, downstreamModel } from './downstream.ts';
+import { computeAwareness, DEFINITIONS, allClasses, gainsFor, type Definition, type Variant } from './compute.ts';
 import { ablationEffect, empiricalMoments } from './estimators.ts';
-import { classEmbeddings } from './modulation.ts';
 import { taylorEffect } from './taylor.ts';
 
 export interface ValidationOptions {
@@ -94,10 +92,8 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
   cost.taylor = (performance.now() - t0) / 1000;
   // measured √E[h²] times the weights-only gain to the image: class-free (mean embedding) and per class
   t0 = performance.now();
-  const dm = downstreamModel(g.weights);
-  const zd = g.config.z_dim;
-  const meanGain = downstreamGains(g.arch, g.weights, dm, classEmbeddings(g.weights, zd, nc, [new Float32Array(nc).fill(1 / nc)]), t);
-  const classGain = classes.map((y) => downstreamGains(g.arch, g.weights, dm, classEmbeddings(g.weights, zd, nc, [y]), t));
+  const meanGain = gainsFor(g, t);
+  const classGain = classes.map((y) => gainsFor(g, t, y));
   const times = (perClass: boolean) => new Map(layers.map((li) => {
     const C = g.arch.ccbns[li].channels;
     const r = moments.rms.get(li)!;
@@ -122,10 +118,11 @@ export async function validateAwareness(g: Generator, opts: ValidationOptions = 
     t0 = performance.now();
     // the reference in two independent halves: their agreement tells how precise the reference is
     const half = Math.max(1, Math.floor(S / 2));
+    const rest = Math.max(1, S - half);
     const refA = await ablationEffect(g, classes, li, { truncation: t, samples: half, seed, onProgress: (d, n) => opts.onProgress?.(li, d / 2, n) });
-    const refB = await ablationEffect(g, classes, li, { truncation: t, samples: S - half || 1, seed: seed + 15485863, onProgress: (d, n) => opts.onProgress?.(li, (n + d) / 2, n) });
+    const refB = await ablationEffect(g, classes, li, { truncation: t, samples: rest, seed: seed + 15485863, onProgress: (d, n) => opts.onProgress?.(li, (n + d) / 2, n) });
     const ref = new Float32Array(refA.length);
-    for (let i = 0; i < ref.length; i++) ref[i] = (half * refA[i] + (S - half || 1) * refB[i]) / (half + (S - half || 1));
+    for (let i = 0; i < ref.length; i++) ref[i] = (half * refA[i] + rest * refB[i]) / (half + rest);
     const ablationSeconds = (performance.now() - t0) / 1000;
     const rHalf = meanSpearman(refA, refB, C, nc);
     // Spearman–Brown: reliability of the full reference; √reliability bounds what a perfect predictor of the

@@ -53,9 +53,10 @@ export async function openForAwareness(o: AwarenessCliOpts): Promise<OpenedModel
 export async function awarenessFor(m: OpenedModel, o: AwarenessCliOpts, layers?: number[], classIndices?: number[]): Promise<Awareness> {
   const all = allClasses(m.g.config.num_classes);
   const classes = classIndices?.map((c) => all[c]);
-  const taylor = o.definition === 'taylor';
-  const a = await computeAwareness(m.g, { truncation: o.truncation, variant: o.variant, definition: o.definition === 'taylor' ? 'downstream' : o.definition, quadrature: o.quadrature, layers, classes, threads: o.threads });
-  if (!taylor) return a;
+  // the Taylor estimate keeps the default weights-only fields and replaces their scores
+  const definition = o.definition === 'taylor' ? 'downstream' : o.definition;
+  const a = await computeAwareness(m.g, { truncation: o.truncation, variant: o.variant, definition, quadrature: o.quadrature, layers, classes, threads: o.threads });
+  if (o.definition !== 'taylor') return a;
   const idx = a.layers.map((L) => L.ccbn.index);
   const bar = progress(1000, 'taylor estimate (‰ of the passes)');
   const scores = await taylorEffect(m.g, classes ?? all, idx, {

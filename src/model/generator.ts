@@ -1,6 +1,6 @@
 // The engine: onnxruntime-node sessions over the trunk graph (built once per model: one for images, one more
-// on the first request for activations), fed with conditioning computed in TypeScript. Batched; any CCBN's post-ReLU activations on request;
-// per-channel edits after any CCBN without rebuilding anything.
+// on the first request for activations), fed with conditioning computed in TypeScript. Batched; any CCBN's
+// post-ReLU activations on request; per-channel edits after any CCBN without rebuilding anything.
 import * as ort from 'onnxruntime-node';
 import { architecture, type Architecture, type BigGANConfig } from './config.ts';
 import { conditioning, foldNorm, truncationStats, type Conditioning } from './conditioning.ts';
@@ -113,15 +113,20 @@ export class Generator {
   }
 }
 
-function trunkSession(arch: Architecture, w: GeneratorWeights, opts: GeneratorOptions, activationOutputs: boolean): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(buildTrunk(arch, w, { activationOutputs }), {
+/** Session options for the trunk and for graphs built on it (src/awareness/taylor.ts). */
+export function trunkSessionOptions(opts: GeneratorOptions): ort.InferenceSession.SessionOptions {
+  return {
     intraOpNumThreads: opts.threads ?? 0,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     // ORT's arena keeps the peak of every allocation size it has seen; without it, BigGAN-deep-256 at batch 8
     // peaks at about 2.0 GiB instead of 3.0 GiB, at the same speed (npm run bench:generate)
     enableCpuMemArena: false,
-  });
+  };
+}
+
+function trunkSession(arch: Architecture, w: GeneratorWeights, opts: GeneratorOptions, activationOutputs: boolean): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(buildTrunk(arch, w, { activationOutputs }), trunkSessionOptions(opts));
 }
 
 function editTensor(values: Float32Array | undefined, neutral: number, n: number, C: number, what: string): ort.Tensor {
